@@ -1,0 +1,138 @@
+import { expect, test } from "@playwright/test";
+import { JobPage, type Observed } from "../fixtures/job-page";
+
+const nonDecreasing = (values: number[]) => values.every((v, i) => i === 0 || v >= values[i - 1]);
+
+test.describe("a job's live progress", () => {
+  test("Start Processing drives the bar through every step to 100 %", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.recordProgress();
+    await job.gotoHome();
+    await job.startJob("checksum");
+
+    await expect(job.start).toBeDisabled();
+    await job.waitForStatus("Completed");
+    await expect(job.bar).toHaveAttribute("aria-valuenow", "100");
+    await expect(job.bar).toHaveAttribute("aria-valuetext", "100%, completed");
+    await expect(job.result).toContainText('"sha256"');
+    await expect(job.result).toContainText('"verified": true');
+    await expect(job.start).toBeEnabled();
+
+    const seen = await job.observed();
+    const values = seen.map((s) => s.now);
+    const intermediate = new Set(values.filter((v) => v > 0 && v < 100));
+    expect(intermediate.size, `intermediate values: ${[...intermediate]}`).toBeGreaterThanOrEqual(10);
+    expect(nonDecreasing(values), `values went backwards: ${values}`).toBe(true);
+    const steps = new Set(seen.map((s) => s.step));
+    for (const step of ["Step 1 of 4: Preparing", "Step 2 of 4: Hashing", "Step 3 of 4: Verifying", "Step 4 of 4: Summarizing"]) {
+      expect(steps, `steps seen: ${[...steps]}`).toContain(step);
+    }
+  });
+
+  test("the bar carries the ARIA semantics of a progress bar", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    await job.startJob("ticker");
+    await expect(job.bar).toHaveAttribute("aria-valuemin", "0");
+    await expect(job.bar).toHaveAttribute("aria-valuemax", "100");
+    await expect(job.bar).toHaveAttribute("aria-valuetext", /^\d{1,3}%, step \d+ of 10: Tick \d+$/);
+    const now = await job.percent();
+    expect(now).toBeGreaterThanOrEqual(0);
+    expect(now).toBeLessThanOrEqual(100);
+    await expect(job.stepLabel).toHaveAttribute("aria-live", "polite");
+    await expect(job.stepLabel).toHaveText(/^Step \d+ of 10: Tick \d+$/);
+  });
+
+  test("a failing job shows its error and a way to start again", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    await job.startJob("failing");
+    await job.waitForStatus("Failed");
+    const alert = page.getByRole("alert").filter({ hasText: "Failed" });
+    await expect(alert).toBeVisible();
+    await expect(job.error).toHaveText(/^Validating failed at record \d+ of 2400: field "amount" is -12\.50/);
+    await expect(job.stepLabel).toHaveText("Step 3 of 4: Validating");
+    await expect(job.bar).toHaveAttribute("aria-valuetext", /failed at step 3 of 4: Validating$/);
+    const stoppedAt = await job.percent();
+    expect(stoppedAt).toBeGreaterThan(50);
+    expect(stoppedAt).toBeLessThan(75);
+    await expect(job.start).toBeEnabled();
+  });
+
+  test("reloading mid-job renders the current state at once and carries on without going backwards", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.recordProgress();
+    await job.gotoHome();
+    await job.startJob("ticker");
+    await expect.poll(() => job.percent(), { timeout: 10_000 }).toBeGreaterThanOrEqual(30);
+    const before = (await job.observed()).at(-1) as Observed;
+
+    await page.reload();
+    const after = await job.observed();
+    // The very first state the page shows is the server-rendered snapshot: no flash of 0 %.
+    expect(after[0].now, `first paint after reload: ${JSON.stringify(after[0])}`).toBeGreaterThanOrEqual(before.now);
+    expect(after[0].step).toMatch(/^Step \d+ of 10: Tick \d+$/);
+
+    await job.waitUntilInteractive();
+    await job.waitForStatus("Completed");
+    const values = (await job.observed()).map((s) => s.now);
+    expect(nonDecreasing(values), `values went backwards: ${values}`).toBe(true);
+    expect(values.at(-1)).toBe(100);
+    // Every tick after the reload shows up, in order: the stream resumed without a gap.
+    const ticks = (await job.observed())
+      .map((s) => Number(/Tick (\d+)$/.exec(s.step)?.[1] ?? 0))
+      .filter((t, i, all) => i === 0 || t !== all[i - 1]);
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i], `ticks: ${ticks}`).toBe(ticks[i - 1] + 1);
+    expect(ticks.at(-1)).toBe(10);
+  });
+});
+
+test.describe("the connection", () => {
+  test("a dropped stream says Reconnecting..., then Connection lost, and Try again carries on", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    // The server is unreachable for event streams from the start.
+    await page.route("**/api/jobs/*/events*", (route) => route.fulfill({ status: 503, body: "down" }));
+    await job.startJob("ticker");
+    await expect(job.connection).toHaveText("Reconnecting...");
+    await expect(job.status).toHaveText(/Pending|Running/);
+    await expect(page.getByRole("alert").filter({ hasText: "Connection lost" })).toBeVisible({ timeout: 45_000 });
+
+    // The server is back: Try again resumes and the job's progress arrives.
+    await page.unroute("**/api/jobs/*/events*");
+    await page.getByRole("button", { name: "Try again" }).click();
+    await job.waitForStatus("Completed");
+    await expect(job.bar).toHaveAttribute("aria-valuenow", "100");
+    await expect(job.connection).toHaveText("");
+  });
+
+  test("a stream that comes back by itself clears Reconnecting... and continues", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    let refused = 0;
+    await page.route("**/api/jobs/*/events*", async (route) => {
+      if (refused < 2) {
+        refused += 1;
+        await route.fulfill({ status: 502, body: "proxy restarting" });
+      } else {
+        await route.continue();
+      }
+    });
+    await job.startJob("ticker");
+    await expect(job.connection).toHaveText("Reconnecting...");
+    await job.waitForStatus("Completed");
+    await expect(job.connection).toHaveText("");
+    expect(refused).toBe(2);
+  });
+});
+
+test.describe("pages", () => {
+  test("an unknown job id shows a clear no-such-job page with status 404", async ({ page }) => {
+    const response = await page.goto("/jobs/00000000-0000-4000-8000-000000000000");
+    expect(response?.status()).toBe(404);
+    await expect(page.getByRole("heading", { name: "No such job" })).toBeVisible();
+    const garbage = await page.goto("/jobs/not-a-job");
+    expect(garbage?.status()).toBe(404);
+    await expect(page.getByRole("heading", { name: "No such job" })).toBeVisible();
+  });
+});

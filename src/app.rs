@@ -1,0 +1,65 @@
+//! The HTML shell, the root `<App/>` and its routes.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{ParamSegment, StaticSegment};
+
+use crate::pages::{HomePage, JobPage, NotFoundPage};
+
+/// The document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="bg-slate-50 text-slate-900 antialiased dark:bg-slate-950 dark:text-slate-100">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The application: a header and the routed page.
+///
+/// `data-hydrated` on the root turns `true` once the browser has hydrated the page, so tests
+/// (and curious people) can tell when the buttons are live.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/sse-progress.css"/>
+        <Link rel="icon" href="/favicon.ico"/>
+        <Meta name="description" content="Long-running jobs with live progress over Server-Sent Events"/>
+        <Title formatter=|text| format!("{text} · sse-progress")/>
+        <Router>
+            <div class="min-h-screen" data-hydrated=move || hydrated.get().to_string()>
+                <header class="border-b border-slate-200 bg-white/80 backdrop-blur dark:border-slate-800 dark:bg-slate-900/80">
+                    <nav class="mx-auto flex max-w-3xl items-center justify-between px-4 py-3">
+                        <a href="/" class="flex items-center gap-2 font-semibold tracking-tight">
+                            <span aria-hidden="true" class="inline-block h-3 w-3 rounded-full bg-indigo-500"></span>
+                            "sse-progress"
+                        </a>
+                        <span class="text-sm text-slate-500 dark:text-slate-400">"Live job progress over SSE"</span>
+                    </nav>
+                </header>
+                <main class="mx-auto max-w-3xl px-4 py-8 sm:py-12">
+                    <Routes fallback=|| view! { <NotFoundPage/> }>
+                        <Route path=StaticSegment("") view=HomePage/>
+                        <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

@@ -1,0 +1,54 @@
+//! How the job ended: its result, its error, or that it was cancelled.
+
+use leptos::prelude::*;
+use serde_json::Value;
+
+use crate::model::JobStatus;
+
+/// Nothing while the job runs; then a "Completed" panel with the result, a "Failed" alert with
+/// the job's error, or a "Cancelled" note.
+#[component]
+pub fn JobOutcome(
+    /// The job's status.
+    #[prop(into)]
+    status: Signal<Option<JobStatus>>,
+    /// The result, once completed.
+    #[prop(into)]
+    result: Signal<Option<Value>>,
+    /// The error message, once failed.
+    #[prop(into)]
+    error: Signal<Option<String>>,
+) -> impl IntoView {
+    let pretty = move || {
+        result
+            .get()
+            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()))
+            .unwrap_or_default()
+    };
+    view! {
+        <div data-testid="job-outcome">
+            {move || match status.get() {
+                Some(JobStatus::Completed) => view! {
+                    <section role="status" class="space-y-2 rounded-xl border border-emerald-200 bg-emerald-50 p-4 dark:border-emerald-900 dark:bg-emerald-950">
+                        <h2 class="font-semibold text-emerald-900 dark:text-emerald-100">"Completed"</h2>
+                        <pre data-testid="job-result" class="overflow-x-auto rounded-lg bg-white/70 p-3 text-xs text-slate-800 dark:bg-slate-900/70 dark:text-slate-200">{pretty}</pre>
+                    </section>
+                }.into_any(),
+                Some(JobStatus::Failed) => view! {
+                    <section role="alert" class="space-y-1 rounded-xl border border-rose-200 bg-rose-50 p-4 dark:border-rose-900 dark:bg-rose-950">
+                        <h2 class="font-semibold text-rose-900 dark:text-rose-100">"Failed"</h2>
+                        <p data-testid="job-error" class="text-sm text-rose-900 dark:text-rose-100">{move || error.get().unwrap_or_default()}</p>
+                        <p class="text-sm text-rose-800/80 dark:text-rose-200/80">"Start Processing again above to run a new job."</p>
+                    </section>
+                }.into_any(),
+                Some(JobStatus::Cancelled) => view! {
+                    <section role="status" class="rounded-xl border border-slate-200 bg-slate-50 p-4 dark:border-slate-800 dark:bg-slate-900">
+                        <h2 class="font-semibold">"Cancelled"</h2>
+                        <p class="text-sm text-slate-600 dark:text-slate-400">"The job was stopped before it finished."</p>
+                    </section>
+                }.into_any(),
+                _ => ().into_any(),
+            }}
+        </div>
+    }
+}

@@ -1,0 +1,90 @@
+//! The browser's `EventSource` for one job stream, with its listeners kept alive exactly as
+//! long as the connection. Browser only.
+
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{Event, EventSource, MessageEvent};
+
+/// The job event names that carry a state (`data:` is a `Snapshot`).
+const STATE_EVENTS: [&str; 6] = ["pending", "progress", "completed", "failed", "cancelled", "reset"];
+
+/// What the connection reports to its owner.
+pub(crate) struct Handlers {
+    /// The stream is open.
+    pub on_open: Box<dyn Fn()>,
+    /// A state event arrived; the argument is its `data:`.
+    pub on_state: Box<dyn Fn(String)>,
+    /// The server said the stream is complete (`event: end`).
+    pub on_end: Box<dyn Fn()>,
+    /// The connection failed or dropped. The browser's own retry is stopped: the owner
+    /// decides when to reconnect.
+    pub on_error: Box<dyn Fn()>,
+}
+
+/// An open `EventSource` and its listeners. Closing or dropping it stops everything.
+pub(crate) struct Connection {
+    source: EventSource,
+    _listeners: Vec<Closure<dyn FnMut(Event)>>,
+}
+
+fn describe(e: &wasm_bindgen::JsValue) -> String {
+    e.as_string().unwrap_or_else(|| format!("{e:?}"))
+}
+
+impl Connection {
+    /// Opens `url` and routes its events to `handlers`.
+    pub(crate) fn open(url: &str, handlers: Handlers) -> Result<Self, String> {
+        let source = EventSource::new(url).map_err(|e| describe(&e))?;
+        let Handlers {
+            on_open,
+            on_state,
+            on_end,
+            on_error,
+        } = handlers;
+        let on_state = std::rc::Rc::new(on_state);
+        let mut listeners: Vec<(&str, Closure<dyn FnMut(Event)>)> = Vec::new();
+        listeners.push(("open", Closure::new(move |_: Event| on_open())));
+        for name in STATE_EVENTS {
+            let on_state = on_state.clone();
+            listeners.push((
+                name,
+                Closure::new(move |e: Event| {
+                    if let Some(data) = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) {
+                        on_state(data);
+                    }
+                }),
+            ));
+        }
+        listeners.push(("end", Closure::new(move |_: Event| on_end())));
+        {
+            let source = source.clone();
+            listeners.push((
+                "error",
+                Closure::new(move |_: Event| {
+                    source.close();
+                    on_error();
+                }),
+            ));
+        }
+        for (name, listener) in &listeners {
+            source
+                .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
+                .map_err(|e| describe(&e))?;
+        }
+        Ok(Self {
+            source,
+            _listeners: listeners.into_iter().map(|(_, l)| l).collect(),
+        })
+    }
+
+    /// Closes the stream; no listener runs after this.
+    pub(crate) fn close(&self) {
+        self.source.close();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}

@@ -1,0 +1,11 @@
+//! Reactive hooks, in the shape of leptos-use: `use_x(arg)` is `use_x_with_options(arg,
+//! UseXOptions::default())` and returns a `UseXReturn` of signals and callbacks.
+
+#[cfg(not(feature = "ssr"))]
+mod event_source;
+pub mod use_sse_progress;
+
+pub use use_sse_progress::{
+    use_sse_progress, use_sse_progress_with_options, ConnectionState, StepInfo,
+    UseSseProgressOptions, UseSseProgressReturn,
+};

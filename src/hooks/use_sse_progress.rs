@@ -1,0 +1,385 @@
+//! `use_sse_progress`: one job's live state as Leptos signals, fed by its event stream.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use serde_json::Value;
+
+use crate::model::{JobId, JobStatus, Snapshot};
+
+/// The connection to the job's stream, as a person would describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Opening the stream for the first time.
+    Connecting,
+    /// Events are flowing.
+    Open,
+    /// The stream dropped; retrying with back-off. Not a failure (yet).
+    Reconnecting,
+    /// Not connected and not trying: the job ended, `close()` was called, or there is no job.
+    Closed,
+    /// Every retry failed; `reconnect()` tries again.
+    Lost,
+}
+
+/// The current step of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The step's name, e.g. "Processing".
+    pub name: String,
+    /// Its 1-based number.
+    pub index: u32,
+    /// How many steps there are; 0 when not known yet.
+    pub count: u32,
+}
+
+impl StepInfo {
+    /// "Step 2 of 4: Processing".
+    pub fn label(&self) -> String {
+        crate::model::step_label(self.index, self.count, &self.name).unwrap_or_default()
+    }
+}
+
+/// Options of [`use_sse_progress_with_options`].
+#[derive(Debug, Clone)]
+pub struct UseSseProgressOptions {
+    /// A state to start from, e.g. the snapshot the server rendered the page with, so the
+    /// first paint is the job's real state and the stream resumes after its `seq`.
+    /// Default: `None` (start empty, replay the job's events from the beginning).
+    pub initial: Option<Snapshot>,
+    /// The path the job's events are under: the hook opens `{events_base}/{id}/events`.
+    /// Default: `"/api/jobs"`.
+    pub events_base: String,
+    /// Reconnection attempts after the stream drops, before the state becomes `Lost`.
+    /// Default: 6.
+    pub max_retries: u32,
+    /// Wait before the first reconnection attempt; each further attempt doubles it, with
+    /// ±20 % jitter. Default: 500 ms.
+    pub retry_delay: Duration,
+    /// The longest wait between attempts. Default: 5 s.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for UseSseProgressOptions {
+    fn default() -> Self {
+        Self {
+            initial: None,
+            events_base: "/api/jobs".into(),
+            max_retries: 6,
+            retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl UseSseProgressOptions {
+    /// Starts from `snapshot` (see [`initial`](Self::initial)).
+    pub fn initial(mut self, snapshot: Snapshot) -> Self {
+        self.initial = Some(snapshot);
+        self
+    }
+
+    /// Sets [`events_base`](Self::events_base).
+    pub fn events_base(mut self, base: impl Into<String>) -> Self {
+        self.events_base = base.into();
+        self
+    }
+
+    /// Sets [`max_retries`](Self::max_retries).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Sets [`retry_delay`](Self::retry_delay) and [`max_retry_delay`](Self::max_retry_delay).
+    pub fn retry_delays(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_delay = first;
+        self.max_retry_delay = max;
+        self
+    }
+}
+
+/// What [`use_sse_progress`] returns: the job's state as signals, and the connection's controls.
+#[derive(Clone, Copy)]
+pub struct UseSseProgressReturn {
+    /// The whole latest state; `None` until the first event (or `initial`).
+    pub snapshot: Signal<Option<Snapshot>>,
+    /// The job's status.
+    pub status: Signal<Option<JobStatus>>,
+    /// Percent done, 0-100.
+    pub progress: Signal<f64>,
+    /// The current step; `None` before the first.
+    pub step: Signal<Option<StepInfo>>,
+    /// The latest message.
+    pub message: Signal<String>,
+    /// The result, once the job completed.
+    pub result: Signal<Option<Value>>,
+    /// The job's error message, once it failed.
+    pub error: Signal<Option<String>>,
+    /// The stream's connection state.
+    pub connection: Signal<ConnectionState>,
+    /// Closes the stream and stops retrying. The signals keep their last values.
+    pub close: Callback<()>,
+    /// Opens the stream again (after `Lost` or `close()`), resuming after the last event seen.
+    pub reconnect: Callback<()>,
+}
+
+/// Whether `incoming` is news to a viewer that has `current`: only a later sequence number is.
+/// Replayed or duplicated events are dropped, so the view never goes backwards.
+pub fn is_newer(current: Option<&Snapshot>, incoming: &Snapshot) -> bool {
+    current.is_none_or(|c| c.id != incoming.id || incoming.seq > c.seq)
+}
+
+/// Follows the job `job_id` names (none while it is `None`) with default options.
+///
+/// ## Usage
+/// ```ignore
+/// let job = use_sse_progress(Signal::derive(move || Some(id)));
+/// view! { <progress max="100" value=move || job.progress.get()/> }
+/// ```
+///
+/// ## Server-Side Rendering
+/// On the server the hook opens nothing: its signals hold `initial` (or nothing) so the page
+/// renders the job's current state; the browser connects after hydration.
+pub fn use_sse_progress(job_id: impl Into<Signal<Option<JobId>>>) -> UseSseProgressReturn {
+    use_sse_progress_with_options(job_id, UseSseProgressOptions::default())
+}
+
+/// [`use_sse_progress`] with options.
+pub fn use_sse_progress_with_options(
+    job_id: impl Into<Signal<Option<JobId>>>,
+    options: UseSseProgressOptions,
+) -> UseSseProgressReturn {
+    let job_id = job_id.into();
+    let initial_connection = match &options.initial {
+        Some(s) if s.status.is_terminal() => ConnectionState::Closed,
+        _ => ConnectionState::Connecting,
+    };
+    let state = RwSignal::new(options.initial.clone());
+    let connection = RwSignal::new(initial_connection);
+
+    let (close, reconnect) = transport::start(job_id, state, connection, options);
+
+    UseSseProgressReturn {
+        snapshot: state.into(),
+        status: Signal::derive(move || state.with(|s| s.as_ref().map(|s| s.status))),
+        progress: Signal::derive(move || state.with(|s| s.as_ref().map_or(0.0, |s| s.progress))),
+        step: Signal::derive(move || {
+            state.with(|s| {
+                s.as_ref().filter(|s| s.step_index > 0).map(|s| StepInfo {
+                    name: s.step.clone(),
+                    index: s.step_index,
+                    count: s.step_count,
+                })
+            })
+        }),
+        message: Signal::derive(move || state.with(|s| s.as_ref().map(|s| s.message.clone()).unwrap_or_default())),
+        result: Signal::derive(move || state.with(|s| s.as_ref().and_then(|s| s.data.clone()))),
+        error: Signal::derive(move || state.with(|s| s.as_ref().and_then(|s| s.error.clone()))),
+        connection: connection.into(),
+        close,
+        reconnect,
+    }
+}
+
+/// The wait before reconnection attempt `attempt` (1-based): `first` doubled per attempt,
+/// capped at `cap`, then scaled by a jitter of ±20 % (`unit` is a random number in 0..1) so
+/// that many tabs do not reconnect in lock-step after a server restart.
+pub fn backoff(first: Duration, cap: Duration, attempt: u32, unit: f64) -> Duration {
+    let doubled = first.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    doubled.min(cap).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+}
+
+/// On the server: nothing to connect; the controls do nothing.
+#[cfg(feature = "ssr")]
+mod transport {
+    use super::*;
+
+    pub(super) fn start(
+        _job_id: Signal<Option<JobId>>,
+        _state: RwSignal<Option<Snapshot>>,
+        _connection: RwSignal<ConnectionState>,
+        _options: UseSseProgressOptions,
+    ) -> (Callback<()>, Callback<()>) {
+        (Callback::new(|()| {}), Callback::new(|()| {}))
+    }
+}
+
+/// In the browser: one `EventSource` per job, reopened with back-off when it drops.
+#[cfg(not(feature = "ssr"))]
+mod transport {
+    use super::*;
+    use crate::hooks::event_source::{Connection, Handlers};
+    use leptos::leptos_dom::helpers::TimeoutHandle;
+
+    /// Everything the connection's callbacks share. All fields are `Copy` handles.
+    #[derive(Clone, Copy)]
+    struct Link {
+        job_id: Signal<Option<JobId>>,
+        state: RwSignal<Option<Snapshot>>,
+        connection: RwSignal<ConnectionState>,
+        source: StoredValue<Option<Connection>, LocalStorage>,
+        timer: StoredValue<Option<TimeoutHandle>, LocalStorage>,
+        attempt: StoredValue<u32>,
+        options: StoredValue<UseSseProgressOptions>,
+    }
+
+    impl Link {
+        /// Drops the current connection (after the callback that may be running returns).
+        fn drop_source(self) {
+            if let Some(old) = self.source.try_update_value(Option::take).flatten() {
+                old.close();
+                set_timeout(move || drop(old), Duration::ZERO);
+            }
+            if let Some(timer) = self.timer.try_update_value(Option::take).flatten() {
+                timer.clear();
+            }
+        }
+
+        fn close(self) {
+            self.drop_source();
+            self.connection.try_set(ConnectionState::Closed);
+        }
+
+        fn apply(self, incoming: Snapshot) {
+            let Some(current_id) = self.job_id.get_untracked() else { return };
+            if incoming.id != current_id {
+                return;
+            }
+            let newer = self.state.with_untracked(|s| is_newer(s.as_ref(), &incoming));
+            if newer {
+                let ended = incoming.status.is_terminal();
+                self.state.set(Some(incoming));
+                if ended {
+                    self.close();
+                }
+            }
+        }
+
+        fn connect(self) {
+            self.drop_source();
+            let Some(id) = self.job_id.get_untracked() else {
+                self.connection.set(ConnectionState::Closed);
+                return;
+            };
+            let seen = self
+                .state
+                .with_untracked(|s| s.as_ref().filter(|s| s.id == id).map(|s| (s.seq, s.status.is_terminal())));
+            if let Some((_, true)) = seen {
+                self.connection.set(ConnectionState::Closed);
+                return;
+            }
+            let base = self.options.with_value(|o| o.events_base.clone());
+            let url = match seen {
+                Some((seq, _)) => format!("{base}/{id}/events?last_event_id={seq}"),
+                None => format!("{base}/{id}/events"),
+            };
+            let handlers = Handlers {
+                on_open: Box::new(move || {
+                    self.connection.set(ConnectionState::Open);
+                }),
+                on_state: Box::new(move |data: String| match serde_json::from_str::<Snapshot>(&data) {
+                    Ok(snapshot) => {
+                        self.attempt.set_value(0);
+                        self.apply(snapshot);
+                    }
+                    Err(e) => leptos::logging::warn!("ignoring an event that is not a job state: {e}"),
+                }),
+                on_end: Box::new(move || self.close()),
+                on_error: Box::new(move || self.retry()),
+            };
+            match Connection::open(&url, handlers) {
+                Ok(conn) => self.source.set_value(Some(conn)),
+                Err(e) => {
+                    leptos::logging::warn!("cannot open the event stream {url}: {e}");
+                    self.retry();
+                }
+            }
+        }
+
+        fn retry(self) {
+            self.drop_source();
+            if self.state.with_untracked(|s| s.as_ref().is_some_and(|s| s.status.is_terminal())) {
+                self.connection.set(ConnectionState::Closed);
+                return;
+            }
+            let attempt = self.attempt.get_value() + 1;
+            let (max, first, cap) = self
+                .options
+                .with_value(|o| (o.max_retries, o.retry_delay, o.max_retry_delay));
+            if attempt > max {
+                self.connection.set(ConnectionState::Lost);
+                return;
+            }
+            self.attempt.set_value(attempt);
+            self.connection.set(ConnectionState::Reconnecting);
+            let delay = backoff(first, cap, attempt, js_sys::Math::random());
+            let handle = set_timeout_with_handle(move || self.connect(), delay).ok();
+            self.timer.set_value(handle);
+        }
+    }
+
+    pub(super) fn start(
+        job_id: Signal<Option<JobId>>,
+        state: RwSignal<Option<Snapshot>>,
+        connection: RwSignal<ConnectionState>,
+        options: UseSseProgressOptions,
+    ) -> (Callback<()>, Callback<()>) {
+        let link = Link {
+            job_id,
+            state,
+            connection,
+            source: StoredValue::new_local(None),
+            timer: StoredValue::new_local(None),
+            attempt: StoredValue::new(0),
+            options: StoredValue::new(options),
+        };
+        // Runs after hydration, and again whenever the job id changes.
+        Effect::new(move |_| {
+            let id = job_id.get();
+            let stale = state.with_untracked(|s| s.as_ref().is_some_and(|s| Some(s.id) != id));
+            if stale {
+                state.set(None);
+            }
+            link.attempt.set_value(0);
+            link.connect();
+        });
+        on_cleanup(move || link.drop_source());
+        (
+            Callback::new(move |()| link.close()),
+            Callback::new(move |()| {
+                link.attempt.set_value(0);
+                link.connection.set(ConnectionState::Connecting);
+                link.connect();
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(seq: u64) -> Snapshot {
+        let id: JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().expect("id");
+        Snapshot { seq, ..Snapshot::pending(id, "ticker", 0) }
+    }
+
+    #[test]
+    fn only_later_events_are_news() {
+        assert!(is_newer(None, &snap(1)));
+        assert!(is_newer(Some(&snap(3)), &snap(4)));
+        assert!(!is_newer(Some(&snap(3)), &snap(3)), "a duplicate is dropped");
+        assert!(!is_newer(Some(&snap(3)), &snap(2)), "a replayed event is dropped");
+    }
+
+    #[test]
+    fn reconnection_waits_double_up_to_the_cap_with_jitter() {
+        let (first, cap) = (Duration::from_millis(500), Duration::from_secs(8));
+        assert_eq!(backoff(first, cap, 1, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff(first, cap, 3, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(first, cap, 30, 0.5), cap);
+        assert_eq!(backoff(first, cap, 1, 0.0), Duration::from_millis(400));
+        assert_eq!(backoff(first, cap, 1, 1.0), Duration::from_millis(600));
+    }
+}

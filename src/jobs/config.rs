@@ -1,0 +1,35 @@
+//! How much the engine remembers and for how long: the knobs that bound its memory.
+
+use std::time::Duration;
+
+/// Limits of a [`JobEngine`](super::JobEngine). Every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Events kept per job for replay to late or reconnecting subscribers. A subscriber that
+    /// asks for events older than this gets one `reset` snapshot instead. Default: 256.
+    pub replay_capacity: usize,
+    /// How long a job is kept after it ended, for pages, reconnects and late viewers.
+    /// Default: 10 minutes.
+    pub retention: Duration,
+    /// Most jobs kept at once, running and ended. When full, the oldest ended job is
+    /// forgotten early; when every kept job is still running, new jobs are refused.
+    /// Default: 10 000.
+    pub max_jobs: usize,
+    /// How often ended jobs past their retention are swept away. Default: 30 seconds.
+    pub sweep_interval: Duration,
+    /// How long a job may keep running after it was told to stop before it is aborted.
+    /// Default: 5 seconds.
+    pub cancel_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            replay_capacity: 256,
+            retention: Duration::from_secs(600),
+            max_jobs: 10_000,
+            sweep_interval: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+        }
+    }
+}

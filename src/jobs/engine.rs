@@ -1,0 +1,276 @@
+//! The engine: starts jobs, keeps their records for their retention period, hands out
+//! snapshots and subscriptions, and stops everything at shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::record::JobRecord;
+use super::registry::{JobFuture, KindRegistry};
+use super::{EngineConfig, JobError, ProgressReporter, StartError, Subscription};
+use crate::model::{JobId, JobStatus, KindInfo, Snapshot};
+
+/// Runs jobs and remembers them. Cheap to clone: an `Arc` inside.
+#[derive(Clone)]
+pub struct JobEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    kinds: KindRegistry,
+    jobs: Mutex<HashMap<JobId, Arc<JobRecord>>>,
+    /// Cancelled at shutdown: every job and every open stream watches it.
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What asking a job to stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was running (or waiting) and has been told to stop.
+    Requested,
+    /// The job had already ended, with this status; nothing changed.
+    AlreadyEnded(JobStatus),
+}
+
+impl JobEngine {
+    /// An engine that runs the given kinds within the given limits. Must be called inside a
+    /// Tokio runtime: it starts the task that forgets ended jobs after their retention.
+    pub fn new(config: EngineConfig, kinds: KindRegistry) -> Self {
+        let engine = Self {
+            inner: Arc::new(Inner {
+                config,
+                kinds,
+                jobs: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        engine.spawn_sweeper();
+        engine
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, Arc<JobRecord>>> {
+        // Only inserts, removals and look-ups happen under this lock: never inconsistent.
+        self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The kinds this engine can run.
+    pub fn kinds(&self) -> Vec<KindInfo> {
+        self.inner.kinds.infos()
+    }
+
+    /// The engine's limits.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Starts a job of `kind` with `params` (JSON; `null` means all defaults) and returns its
+    /// id at once. The job's first event (`pending`, sequence 1) exists before this returns.
+    pub fn start(&self, kind: &str, params: Value) -> Result<JobId, StartError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(StartError::ShuttingDown);
+        }
+        let kinds = &self.inner.kinds;
+        let (Some(name), Some(prepared)) = (kinds.canonical_name(kind), kinds.prepare(kind, params))
+        else {
+            return Err(StartError::UnknownKind {
+                kind: kind.chars().take(64).collect(),
+                known: kinds.names(),
+            });
+        };
+        let prepared = prepared.map_err(|reason| StartError::InvalidParams {
+            kind: name.to_string(),
+            reason,
+        })?;
+
+        let id = JobId::new_random();
+        let record = Arc::new(JobRecord::new(
+            id,
+            name,
+            self.inner.config.replay_capacity,
+            self.inner.shutdown.child_token(),
+        ));
+        {
+            let mut jobs = self.jobs();
+            if jobs.len() >= self.inner.config.max_jobs && !evict_oldest_ended(&mut jobs) {
+                return Err(StartError::AtCapacity {
+                    limit: self.inner.config.max_jobs,
+                });
+            }
+            jobs.insert(id, record.clone());
+        }
+        let reporter = ProgressReporter::new(record.clone());
+        let job = prepared(reporter.clone());
+        let grace = self.inner.config.cancel_grace;
+        self.inner.tasks.spawn(run_job(record, reporter, job, grace));
+        tracing::info!(%id, kind = name, "job started");
+        Ok(id)
+    }
+
+    /// The job's current state, or `None` for an unknown (or forgotten) job.
+    pub fn snapshot(&self, id: JobId) -> Option<Arc<Snapshot>> {
+        self.record(id).map(|r| r.snapshot())
+    }
+
+    /// Follows a job: the events after sequence `after` (all of them for `None`), then the
+    /// live tail, ending after the terminal event. `None` for an unknown job.
+    pub fn subscribe(&self, id: JobId, after: Option<u64>) -> Option<Subscription> {
+        self.record(id)
+            .map(|r| Subscription::new(r, after.unwrap_or(0)))
+    }
+
+    /// Asks a job to stop. Its code sees the cancellation; it ends as `cancelled`.
+    /// `None` for an unknown job.
+    pub fn cancel(&self, id: JobId) -> Option<CancelOutcome> {
+        let record = self.record(id)?;
+        let status = record.snapshot().status;
+        if status.is_terminal() {
+            return Some(CancelOutcome::AlreadyEnded(status));
+        }
+        record.cancel.cancel();
+        Some(CancelOutcome::Requested)
+    }
+
+    /// How many jobs are kept, running and ended.
+    pub fn job_count(&self) -> usize {
+        self.jobs().len()
+    }
+
+    /// Cancelled when the engine shuts down: long-lived streams end on it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Tells every job to stop, refuses new ones, and waits up to `timeout` for the jobs to
+    /// finish. Returns whether they all did.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    fn record(&self, id: JobId) -> Option<Arc<JobRecord>> {
+        self.jobs().get(&id).cloned()
+    }
+
+    /// Forgets ended jobs whose retention has passed. Returns how many it forgot.
+    pub fn sweep(&self) -> usize {
+        let retention = self.inner.config.retention;
+        let now = Instant::now();
+        let mut jobs = self.jobs();
+        let before = jobs.len();
+        jobs.retain(|_, r| r.ended_at().is_none_or(|t| now.duration_since(t) < retention));
+        before - jobs.len()
+    }
+
+    fn spawn_sweeper(&self) {
+        let engine = Arc::downgrade(&self.inner);
+        let every = self.inner.config.sweep_interval;
+        let shutdown = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let Some(inner) = engine.upgrade() else { return };
+                let forgotten = JobEngine { inner }.sweep();
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "forgot ended jobs past their retention");
+                }
+            }
+        });
+    }
+}
+
+/// Makes room by forgetting the job that ended first. Returns whether there was one.
+fn evict_oldest_ended(jobs: &mut HashMap<JobId, Arc<JobRecord>>) -> bool {
+    let oldest = jobs
+        .iter()
+        .filter_map(|(id, r)| r.ended_at().map(|t| (t, *id)))
+        .min();
+    match oldest {
+        Some((_, id)) => jobs.remove(&id).is_some(),
+        None => false,
+    }
+}
+
+/// Runs one job's code to its end and records how it ended.
+async fn run_job(record: Arc<JobRecord>, reporter: ProgressReporter, job: JobFuture, grace: Duration) {
+    let id = record.id;
+    let cancel = record.cancel.clone();
+    if cancel.is_cancelled() {
+        finish(&record, Err(JobError::Cancelled));
+        return;
+    }
+    reporter.mark_running();
+    // The job runs in its own task so that a panic in its code ends this job, not the engine.
+    let mut handle = tokio::spawn(job);
+    let outcome = tokio::select! {
+        joined = &mut handle => joined,
+        () = cancel.cancelled() => {
+            match tokio::time::timeout(grace, &mut handle).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tracing::warn!(%id, ?grace, "job ignored cancellation; aborting it");
+                    handle.abort();
+                    Ok(Err(JobError::Cancelled))
+                }
+            }
+        }
+    };
+    let result = match outcome {
+        Ok(result) => result,
+        Err(join_error) => {
+            tracing::error!(%id, error = %join_error, "job's code panicked");
+            Err(JobError::msg("the job stopped unexpectedly (an internal error); see the server log"))
+        }
+    };
+    // A job that gave up because it was asked to stop ended as cancelled, whatever it said.
+    let result = match result {
+        Err(_) if cancel.is_cancelled() => Err(JobError::Cancelled),
+        other => other,
+    };
+    finish(&record, result);
+}
+
+fn finish(record: &JobRecord, result: Result<Value, JobError>) {
+    let id = record.id;
+    match result {
+        Ok(value) => {
+            tracing::info!(%id, "job completed");
+            record.apply(|s| {
+                s.status = JobStatus::Completed;
+                s.progress = 100.0;
+                s.message = "Completed".into();
+                s.data = Some(value);
+            });
+        }
+        Err(JobError::Failed(error)) => {
+            tracing::info!(%id, %error, "job failed");
+            record.apply(|s| {
+                s.status = JobStatus::Failed;
+                s.message.clone_from(&error);
+                s.error = Some(error);
+            });
+        }
+        Err(JobError::Cancelled) => {
+            tracing::info!(%id, "job cancelled");
+            record.apply(|s| {
+                s.status = JobStatus::Cancelled;
+                s.message = "Cancelled".into();
+            });
+        }
+    }
+}

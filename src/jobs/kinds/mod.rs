@@ -1,0 +1,38 @@
+//! The built-in job kinds, and [`builtin`], the registry that holds them all.
+//!
+//! - [`checksum`]: real CPU work: generates data in chunks and hashes it twice (the default).
+//! - [`failing`]: fails at a chosen step with a meaningful error.
+//! - [`ticker`]: only reports, N steps at a given interval: for pace demos and benchmarks.
+
+pub mod checksum;
+pub mod failing;
+pub mod ticker;
+
+use super::KindRegistry;
+
+/// The kind the home page selects first.
+pub const DEFAULT_KIND: &str = checksum::NAME;
+
+/// A registry with every built-in kind.
+pub fn builtin() -> KindRegistry {
+    let mut kinds = KindRegistry::new();
+    kinds
+        .register(checksum::NAME, checksum::DESCRIPTION, checksum::run)
+        .register(failing::NAME, failing::DESCRIPTION, failing::run)
+        .register(ticker::NAME, ticker::DESCRIPTION, ticker::run);
+    kinds
+}
+
+/// `Err` naming the field and its allowed range when `value` is outside `min..=max`.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if value < min || value > max {
+        Err(format!("{field} must be between {min} and {max}, got {value}"))
+    } else {
+        Ok(())
+    }
+}

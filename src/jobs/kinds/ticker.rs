@@ -1,0 +1,61 @@
+//! `ticker`: only reports, N steps at a given interval, doing no other work. For pace demos
+//! and for load benchmarks that run thousands of jobs at once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::check_range;
+use crate::jobs::{JobError, JobParams, ProgressReporter};
+
+/// The kind's name.
+pub const NAME: &str = "ticker";
+/// What it does, for pickers and listings.
+pub const DESCRIPTION: &str = "Reports N steps at a steady interval and does nothing else";
+
+/// Params of `ticker`; every field is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TickerParams {
+    /// How many steps (1-100000). Default 10.
+    pub steps: u32,
+    /// Time between steps, in milliseconds (0-600000). Default 500.
+    pub interval_ms: u64,
+}
+
+impl Default for TickerParams {
+    fn default() -> Self {
+        Self {
+            steps: 10,
+            interval_ms: 500,
+        }
+    }
+}
+
+impl JobParams for TickerParams {
+    fn validate(&self) -> Result<(), String> {
+        check_range("steps", self.steps, 1, 100_000)?;
+        check_range("interval_ms", self.interval_ms, 0, 600_000)
+    }
+}
+
+/// What a finished `ticker` job returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickerResult {
+    /// Steps reported.
+    pub ticks: u32,
+}
+
+/// Runs a `ticker` job.
+pub async fn run(p: TickerParams, r: ProgressReporter) -> Result<TickerResult, JobError> {
+    let interval = Duration::from_millis(p.interval_ms);
+    for i in 1..=p.steps {
+        r.sleep(interval).await?;
+        r.step(i, p.steps, format!("Tick {i}"));
+        r.progress(
+            100.0 * f64::from(i) / f64::from(p.steps),
+            format!("Tick {i} of {}", p.steps),
+        );
+    }
+    Ok(TickerResult { ticks: p.steps })
+}

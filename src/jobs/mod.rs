@@ -1,0 +1,56 @@
+//! The job engine: runs long jobs, numbers every change they make, keeps each job's snapshot
+//! and a bounded replay log, and lets any number of subscribers follow a job from any point.
+//!
+//! It knows nothing of HTTP or Leptos: the web layer (`crate::server`) only translates.
+//!
+//! # Layout
+//! - [`engine`]: [`JobEngine`], the cheap-to-clone handle: start, snapshot, subscribe, cancel,
+//!   shutdown, and the sweep that forgets ended jobs after their retention.
+//! - [`record`](self): one job's state, replay log and wake-up signal (private).
+//! - [`subscription`]: [`Subscription`], replay after sequence N then the live tail.
+//! - [`reporter`]: [`ProgressReporter`], what a job's code reports through.
+//! - [`registry`]: [`KindRegistry`], job kinds by name with typed params.
+//! - [`kinds`]: the built-in kinds (`checksum`, `failing`, `ticker`).
+//! - [`config`]: [`EngineConfig`], the limits that bound memory.
+//!
+//! # Adding a job kind
+//! ```no_run
+//! use serde::Deserialize;
+//! use sse_progress::jobs::{JobError, JobParams, KindRegistry, ProgressReporter};
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields, default)]
+//! struct Greet { times: u32 }
+//! impl Default for Greet { fn default() -> Self { Self { times: 3 } } }
+//! impl JobParams for Greet {}
+//!
+//! async fn greet(p: Greet, r: ProgressReporter) -> Result<String, JobError> {
+//!     for i in 1..=p.times {
+//!         r.step(i, p.times, "Greeting");
+//!         r.sleep(std::time::Duration::from_millis(200)).await?;
+//!     }
+//!     Ok("hello".into())
+//! }
+//!
+//! let mut kinds = KindRegistry::new();
+//! kinds.register("greet", "Says hello a few times", greet);
+//! ```
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod kinds;
+mod record;
+pub mod registry;
+pub mod reporter;
+pub mod subscription;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::EngineConfig;
+pub use engine::{CancelOutcome, JobEngine};
+pub use error::{JobError, StartError};
+pub use registry::{JobParams, KindRegistry};
+pub use reporter::ProgressReporter;
+pub use subscription::{Delivery, Subscription};

@@ -1,0 +1,122 @@
+//! The job kinds an engine can run: each is a name, a description, typed params and an
+//! ordinary async function that receives the params and a [`ProgressReporter`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{JobError, ProgressReporter};
+use crate::model::KindInfo;
+
+/// A job's code, ready to run.
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
+
+/// A job whose params were accepted, waiting for its reporter.
+pub(crate) type PreparedJob = Box<dyn FnOnce(ProgressReporter) -> JobFuture + Send>;
+
+/// The params of a job kind: read from JSON (missing fields take their defaults, unknown
+/// fields are refused with `#[serde(deny_unknown_fields)]`), then checked.
+pub trait JobParams: DeserializeOwned + Send + 'static {
+    /// Checks values that parse but are not allowed; the error names the field and its range.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+type Prepare = dyn Fn(Value) -> Result<PreparedJob, String> + Send + Sync;
+
+struct Kind {
+    description: &'static str,
+    prepare: Box<Prepare>,
+}
+
+/// The kinds an engine knows, by name. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct KindRegistry {
+    kinds: Arc<BTreeMap<&'static str, Kind>>,
+}
+
+impl KindRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a kind: `run` is called with the parsed params and the job's reporter, and its
+    /// `Ok` value becomes the job's result (as JSON). A later kind of the same name replaces
+    /// an earlier one.
+    ///
+    /// # Panics
+    /// When called after the registry was cloned (kinds are registered at start-up).
+    pub fn register<P, R, F, Fut>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        run: F,
+    ) -> &mut Self
+    where
+        P: JobParams,
+        R: Serialize + 'static,
+        F: Fn(P, ProgressReporter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
+        let run = Arc::new(run);
+        let prepare = move |raw: Value| -> Result<PreparedJob, String> {
+            let raw = if raw.is_null() { Value::Object(Default::default()) } else { raw };
+            let params: P = serde_json::from_value(raw).map_err(|e| e.to_string())?;
+            params.validate()?;
+            let run = run.clone();
+            Ok(Box::new(move |reporter: ProgressReporter| -> JobFuture {
+                let fut = run(params, reporter);
+                Box::pin(async move {
+                    let value = fut.await?;
+                    serde_json::to_value(value).map_err(|e| {
+                        JobError::msg(format!("the job's result could not be encoded as JSON: {e}"))
+                    })
+                })
+            }))
+        };
+        #[allow(clippy::expect_used)] // start-up only, documented above
+        Arc::get_mut(&mut self.kinds)
+            .expect("kinds are registered before the registry is shared")
+            .insert(
+                name,
+                Kind {
+                    description,
+                    prepare: Box::new(prepare),
+                },
+            );
+        self
+    }
+
+    /// The kinds, sorted by name.
+    pub fn infos(&self) -> Vec<KindInfo> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| KindInfo {
+                name: (*name).to_string(),
+                description: kind.description.to_string(),
+            })
+            .collect()
+    }
+
+    /// The kind names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.kinds.keys().map(|n| (*n).to_string()).collect()
+    }
+
+    /// Parses and checks `params` for `kind`. `None` when no such kind exists.
+    pub(crate) fn prepare(&self, kind: &str, params: Value) -> Option<Result<PreparedJob, String>> {
+        self.kinds.get(kind).map(|k| (k.prepare)(params))
+    }
+
+    /// The registered name for `kind`, as a `'static` string.
+    pub(crate) fn canonical_name(&self, kind: &str) -> Option<&'static str> {
+        self.kinds.get_key_value(kind).map(|(name, _)| *name)
+    }
+}

@@ -1,0 +1,131 @@
+//! The handle a job's code reports through: its step, its percent done, its message, and
+//! whether it has been asked to stop.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::record::JobRecord;
+use super::JobError;
+use crate::model::{JobId, JobStatus};
+
+/// Longest step name kept, in characters; longer names are cut.
+pub const MAX_STEP_CHARS: usize = 120;
+/// Longest message kept, in characters; longer messages are cut.
+pub const MAX_MESSAGE_CHARS: usize = 1_000;
+
+/// Reports one job's progress. Cheap to clone; every call that changes something is one event
+/// with the job's next sequence number, and a call that changes nothing sends nothing.
+#[derive(Clone)]
+pub struct ProgressReporter {
+    record: Arc<JobRecord>,
+}
+
+fn cut(text: impl Into<String>, max_chars: usize) -> String {
+    let mut text = text.into();
+    if let Some((at, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
+fn clamp_percent(percent: f64) -> Option<f64> {
+    (!percent.is_nan()).then(|| percent.clamp(0.0, 100.0))
+}
+
+impl ProgressReporter {
+    pub(crate) fn new(record: Arc<JobRecord>) -> Self {
+        Self { record }
+    }
+
+    /// The job this reporter belongs to.
+    pub fn job_id(&self) -> JobId {
+        self.record.id
+    }
+
+    /// Enters step `index` (1-based) of `count` (0 when not known yet), named `name`.
+    pub fn step(&self, index: u32, count: u32, name: impl Into<String>) {
+        let name = cut(name, MAX_STEP_CHARS);
+        self.record.apply(|s| {
+            s.step_index = index;
+            s.step_count = count;
+            s.step = name;
+        });
+    }
+
+    /// Sets the percent done (clamped to 0-100; NaN is ignored) and the message together.
+    pub fn progress(&self, percent: f64, message: impl Into<String>) {
+        let message = cut(message, MAX_MESSAGE_CHARS);
+        let percent = clamp_percent(percent);
+        self.record.apply(|s| {
+            if let Some(p) = percent {
+                s.progress = p;
+            }
+            s.message = message;
+        });
+    }
+
+    /// Sets only the percent done (clamped to 0-100; NaN is ignored).
+    pub fn set_percent(&self, percent: f64) {
+        if let Some(p) = clamp_percent(percent) {
+            self.record.apply(|s| s.progress = p);
+        }
+    }
+
+    /// Sets only the message.
+    pub fn message(&self, message: impl Into<String>) {
+        let message = cut(message, MAX_MESSAGE_CHARS);
+        self.record.apply(|s| s.message = message);
+    }
+
+    /// The token that is cancelled when the job is asked to stop (by a person, or because
+    /// the server is shutting down). Use it in `select!` around long awaits.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.record.cancel
+    }
+
+    /// Whether the job has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.record.cancel.is_cancelled()
+    }
+
+    /// `Err(JobError::Cancelled)` once the job has been asked to stop, for `?` between chunks.
+    pub fn check_cancelled(&self) -> Result<(), JobError> {
+        if self.is_cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps, or returns `Err(JobError::Cancelled)` as soon as the job is asked to stop.
+    pub async fn sleep(&self, duration: std::time::Duration) -> Result<(), JobError> {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => Ok(()),
+            () = self.record.cancel.cancelled() => Err(JobError::Cancelled),
+        }
+    }
+
+    /// Marks the job running (the engine does this before the job's code starts).
+    pub(crate) fn mark_running(&self) {
+        self.record.apply(|s| {
+            s.status = JobStatus::Running;
+            s.message = "Started".into();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_STEP_CHARS + 5);
+        let cut_text = cut(long, MAX_STEP_CHARS);
+        assert_eq!(cut_text.chars().count(), MAX_STEP_CHARS + 1);
+        assert!(cut_text.ends_with('…'));
+        assert_eq!(cut("short", 10), "short");
+    }
+}

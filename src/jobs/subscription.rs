@@ -1,0 +1,102 @@
+//! Following one job: the events after a given sequence number from the replay log, then the
+//! live tail, until the job's terminal event.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::sync::watch;
+
+use super::record::{CatchUp, JobRecord};
+use crate::model::Snapshot;
+
+/// One thing a subscriber is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// The next event, in sequence.
+    Event(Arc<Snapshot>),
+    /// The events the subscriber asked for are no longer kept (or its cursor made no sense):
+    /// this is the whole current state, and the stream goes on from its `seq`.
+    Reset(Arc<Snapshot>),
+}
+
+impl Delivery {
+    /// The state carried, whichever kind of delivery this is.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        match self {
+            Self::Event(s) | Self::Reset(s) => s,
+        }
+    }
+}
+
+/// A subscriber's position in one job's events. Made by
+/// [`JobEngine::subscribe`](super::JobEngine::subscribe).
+pub struct Subscription {
+    record: Arc<JobRecord>,
+    /// The sequence number of the last event handed out.
+    cursor: u64,
+    wake: watch::Receiver<u64>,
+    buffered: VecDeque<Arc<Snapshot>>,
+    finished: bool,
+}
+
+impl Subscription {
+    pub(crate) fn new(record: Arc<JobRecord>, after: u64) -> Self {
+        let wake = record.watch();
+        Self {
+            record,
+            cursor: after,
+            wake,
+            buffered: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// The job's current state (whatever this subscriber has or has not read yet).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.record.snapshot()
+    }
+
+    /// The next delivery, or `None` once the job's terminal event has been delivered.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                self.cursor = event.seq;
+                self.finished = event.status.is_terminal();
+                return Some(Delivery::Event(event));
+            }
+            if self.finished {
+                return None;
+            }
+            // Mark the current value seen *before* reading the log, so an event appended
+            // after the read still wakes the wait below.
+            self.wake.borrow_and_update();
+            match self.record.catch_up(self.cursor) {
+                CatchUp::Events(events) => self.buffered.extend(events),
+                CatchUp::Reset(state) => {
+                    self.cursor = state.seq;
+                    self.finished = state.status.is_terminal();
+                    return Some(Delivery::Reset(state));
+                }
+                CatchUp::UpToDate { ended: true } => {
+                    self.finished = true;
+                    return None;
+                }
+                CatchUp::UpToDate { ended: false } => {
+                    // The sender lives in the record we hold, so this cannot close.
+                    if self.wake.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The subscription as a `Stream` of deliveries.
+    pub fn into_stream(self) -> impl Stream<Item = Delivery> + Send + 'static {
+        futures::stream::unfold(self, |mut sub| async move {
+            let delivery = sub.next().await?;
+            Some((delivery, sub))
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! sse-progress: long-running jobs on the server, their progress live in the browser over
+//! Server-Sent Events, with one crate built twice: `ssr` (the server) and `hydrate` (the
+//! browser's wasm).
+//!
+//! # Layout
+//! - [`model`]: the serde types both sides share (`JobId`, `JobStatus`, `Snapshot`).
+//! - [`jobs`] (server): the job engine; imports neither axum nor Leptos.
+//! - [`server`] (server): axum router, application state, the SSE route, errors, config.
+//! - [`server_fns`]: the Leptos server functions (`start_job`, `job_snapshot`, `job_kinds`).
+//! - [`app`]: the HTML shell, `<App/>` and its routes.
+//! - [`pages`]: one module per route.
+//! - [`components`]: progress bar, step label, status panel ... one component per module.
+//! - [`hooks`]: `use_sse_progress`, the reactive view of one job's stream.
+
+pub mod app;
+pub mod components;
+pub mod hooks;
+#[cfg(feature = "ssr")]
+pub mod jobs;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
+pub mod server_fns;
+
+/// The browser's entry point: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

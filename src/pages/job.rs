@@ -1,0 +1,104 @@
+//! `/jobs/{id}`: one job, rendered on the server from its snapshot (no flash of 0 %), then
+//! followed live in the browser.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use super::set_not_found_status;
+use crate::components::{ConnectionNotice, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
+use crate::hooks::{use_sse_progress_with_options, UseSseProgressOptions};
+use crate::model::Snapshot;
+use crate::server_fns::job_snapshot;
+
+/// The job page.
+#[component]
+pub fn JobPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    // Blocking: the server waits for the snapshot so the first HTML already shows the state.
+    let snapshot = Resource::new_blocking(id, job_snapshot);
+
+    view! {
+        <Suspense fallback=|| view! { <p class="text-slate-500">"Loading job…"</p> }>
+            {move || Suspend::new(async move {
+                match snapshot.await {
+                    Ok(Some(state)) => view! { <JobView initial=state/> }.into_any(),
+                    Ok(None) => view! { <NoSuchJob/> }.into_any(),
+                    Err(e) => view! { <LoadFailed message=e.to_string()/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// A job that exists: its live progress.
+#[component]
+fn JobView(initial: Snapshot) -> impl IntoView {
+    let id = initial.id;
+    let kind = initial.kind.clone();
+    let job = use_sse_progress_with_options(
+        Signal::stored(Some(id)),
+        UseSseProgressOptions::default().initial(initial),
+    );
+    let busy = Signal::derive(move || !job.status.get().is_some_and(|s| s.is_terminal()));
+
+    view! {
+        <Title text=format!("Job {kind}")/>
+        <section class="space-y-6">
+            <div class="rounded-2xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900">
+                <StartJobForm busy=busy/>
+            </div>
+            <article
+                class="space-y-5 rounded-2xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900"
+                aria-labelledby="job-heading"
+            >
+                <header class="flex flex-wrap items-center justify-between gap-3">
+                    <div>
+                        <h1 id="job-heading" class="text-xl font-semibold capitalize">{kind.clone()} " job"</h1>
+                        <p class="font-mono text-xs text-slate-500 dark:text-slate-400">{id.to_string()}</p>
+                    </div>
+                    <StatusBadge status=job.status/>
+                </header>
+                <ProgressBar progress=job.progress status=job.status step=job.step/>
+                <div class="space-y-1">
+                    <StepLabel step=job.step status=job.status/>
+                    <p data-testid="job-message" class="min-h-5 text-sm text-slate-600 dark:text-slate-400">
+                        {move || job.message.get()}
+                    </p>
+                </div>
+                <ConnectionNotice connection=job.connection reconnect=job.reconnect/>
+                <JobOutcome status=job.status result=job.result error=job.error/>
+            </article>
+        </section>
+    }
+}
+
+/// No job has this id (or it expired).
+#[component]
+fn NoSuchJob() -> impl IntoView {
+    set_not_found_status();
+    view! {
+        <Title text="No such job"/>
+        <section class="space-y-3 rounded-2xl border border-slate-200 bg-white p-8 text-center shadow-sm dark:border-slate-800 dark:bg-slate-900">
+            <h1 class="text-2xl font-bold">"No such job"</h1>
+            <p class="text-slate-600 dark:text-slate-400">
+                "There is no job with this id. It may never have existed, or it ended long enough ago to be forgotten."
+            </p>
+            <a href="/" class="inline-block font-medium text-indigo-600 hover:underline dark:text-indigo-400">
+                "Start a new job"
+            </a>
+        </section>
+    }
+}
+
+/// The job could not be loaded (the server did not answer as expected).
+#[component]
+fn LoadFailed(message: String) -> impl IntoView {
+    view! {
+        <section role="alert" class="rounded-2xl border border-rose-300 bg-rose-50 p-6 text-rose-900 dark:border-rose-800 dark:bg-rose-950 dark:text-rose-100">
+            <h1 class="font-semibold">"The job could not be loaded"</h1>
+            <p class="text-sm">{message}</p>
+        </section>
+    }
+}

@@ -1,0 +1,160 @@
+//! `GET /api/jobs/{id}/events`: one job's events as Server-Sent Events.
+//!
+//! Wire format, one SSE event per job event:
+//! - `id:` the job's sequence number, so the browser's `Last-Event-ID` resumes exactly;
+//! - `event:` `pending`, `progress`, `completed`, `failed`, `cancelled`, or `reset` (the
+//!   client's resume point is no longer in the replay log: here is the whole state);
+//! - `data:` the job's [`Snapshot`](crate::model::Snapshot) as one JSON object.
+//!
+//! The stream opens with a `retry:` hint, sends a keep-alive comment every
+//! [`KEEP_ALIVE`], and after the terminal event sends `event: end` and closes. It resumes
+//! after the `Last-Event-ID` header or, for a new `EventSource` that cannot set headers, the
+//! `last_event_id` query parameter (the header wins when both are given).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppError;
+use crate::jobs::{Delivery, JobEngine, Subscription};
+use crate::model::JobId;
+
+/// How often an idle stream sends a comment, so proxies do not time it out (at most 15 s).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// The reconnection delay suggested to `EventSource` clients.
+pub const RETRY_HINT: Duration = Duration::from_secs(2);
+
+/// The query parameters of the events route.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    /// Resume after this sequence number (the header `Last-Event-ID` takes precedence).
+    pub last_event_id: Option<String>,
+}
+
+/// Reads the resume point: the `Last-Event-ID` header, else the `last_event_id` parameter.
+/// Empty values count as absent; anything else must be a whole number.
+pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u64>, AppError> {
+    let header = headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    });
+    let candidates = [
+        ("the Last-Event-ID header", header),
+        ("the last_event_id query parameter", query.last_event_id.clone()),
+    ];
+    for (source_name, value) in candidates {
+        let Some(value) = value else { continue };
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        return trimmed.parse::<u64>().map(Some).map_err(|_| AppError::BadResumePoint {
+            source_name,
+            value: value.chars().take(64).collect(),
+        });
+    }
+    Ok(None)
+}
+
+/// The handler.
+pub async fn job_events(
+    State(engine): State<JobEngine>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;
+    let after = resume_point(&headers, &query)?;
+    let subscription = engine.subscribe(job, after).ok_or(AppError::JobNotFound(id))?;
+    let stream = event_stream(subscription).take_until(engine.shutdown_token().cancelled_owned());
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+    Ok((
+        [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
+        sse,
+    )
+        .into_response())
+}
+
+enum Phase {
+    Hint(Subscription),
+    Streaming(Subscription),
+    Ended,
+}
+
+/// The SSE events for one subscription: the retry hint, every delivery, then `end`.
+pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(Phase::Hint(subscription), |phase| async move {
+        match phase {
+            Phase::Hint(sub) => Some((Event::default().retry(RETRY_HINT), Phase::Streaming(sub))),
+            Phase::Streaming(mut sub) => match sub.next().await {
+                Some(delivery) => Some((delivery_event(&delivery), Phase::Streaming(sub))),
+                None => {
+                    let last = sub.current();
+                    let end = json!({"status": last.status, "seq": last.seq});
+                    Some((Event::default().event("end").data(end.to_string()), Phase::Ended))
+                }
+            },
+            Phase::Ended => None,
+        }
+    })
+    .map(Ok)
+}
+
+fn delivery_event(delivery: &Delivery) -> Event {
+    let (name, state) = match delivery {
+        Delivery::Event(s) => (s.event_name(), s),
+        Delivery::Reset(s) => ("reset", s),
+    };
+    // A snapshot always serialises: its fields are plain strings, numbers and JSON values.
+    let data = serde_json::to_string(&**state).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not encode a job snapshot");
+        json!({"status": state.status, "seq": state.seq}).to_string()
+    });
+    Event::default()
+        .id(state.seq.to_string())
+        .event(name)
+        .data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("last-event-id", HeaderValue::from_str(value).expect("header"));
+        h
+    }
+
+    fn query(value: &str) -> EventsQuery {
+        EventsQuery { last_event_id: Some(value.into()) }
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query_parameter() {
+        let got = resume_point(&headers("7"), &query("3")).expect("valid");
+        assert_eq!(got, Some(7));
+        assert_eq!(resume_point(&HeaderMap::new(), &query("3")).expect("valid"), Some(3));
+        assert_eq!(resume_point(&headers(""), &query("3")).expect("valid"), Some(3));
+        assert_eq!(resume_point(&HeaderMap::new(), &EventsQuery::default()).expect("valid"), None);
+    }
+
+    #[test]
+    fn a_malformed_resume_point_says_what_is_allowed() {
+        let err = resume_point(&headers("abc"), &EventsQuery::default()).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "the Last-Event-ID header must be the sequence number of the last event received \
+             (a whole number, 0 or more), got \"abc\""
+        );
+        assert!(resume_point(&HeaderMap::new(), &query("-1")).is_err());
+    }
+}

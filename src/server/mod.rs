@@ -1,0 +1,93 @@
+//! The web layer (server build only): the axum router that serves the Leptos app, its server
+//! functions and the job event streams, and the graceful shutdown that ends them.
+//!
+//! It only translates between HTTP and the job engine (`crate::jobs`); no job logic lives here.
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+pub use state::AppState;
+
+use crate::app::{shell, App};
+
+/// How long shutdown waits for running jobs to stop after telling them to.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The whole application: pages, server functions, and the API routes.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let engine = state.engine.clone();
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route("/api/jobs/{id}/events", get(events::job_events))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(engine.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the application on `listener` until `signal` completes, then shuts down gracefully:
+/// open event streams end at once (their clients reconnect elsewhere or later), running jobs
+/// are told to stop, and the server returns once in-flight requests are done.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let engine = state.engine.clone();
+    let app = router(state);
+    let shutdown = async move {
+        signal.await;
+        tracing::info!("shutting down: ending streams and stopping jobs");
+        if !engine.shutdown(SHUTDOWN_GRACE).await {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "some jobs were still running at shutdown");
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

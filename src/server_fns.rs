@@ -1,0 +1,39 @@
+//! The Leptos server functions: thin calls into the job engine, available to the browser.
+
+use leptos::prelude::*;
+
+use crate::model::{JobId, KindInfo, Snapshot};
+
+#[cfg(feature = "ssr")]
+fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
+    use_context::<crate::jobs::JobEngine>()
+        .ok_or_else(|| ServerFnError::new("the job engine is not available to this request"))
+}
+
+/// Starts a job of `kind` with its default params and sends the browser to its page.
+///
+/// Without JavaScript (a plain form post) the answer is a `302` to `/jobs/{id}`; with it, the
+/// router follows the same redirect on the client side.
+#[server]
+pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
+    let id = engine()?
+        .start(&kind, serde_json::Value::Null)
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    leptos_axum::redirect(&format!("/jobs/{id}"));
+    Ok(id)
+}
+
+/// The current state of a job, or `None` when there is no such job (or the id is not one).
+#[server]
+pub async fn job_snapshot(id: String) -> Result<Option<Snapshot>, ServerFnError> {
+    let Ok(id) = id.parse::<JobId>() else {
+        return Ok(None);
+    };
+    Ok(engine()?.snapshot(id).map(|s| Snapshot::clone(&s)))
+}
+
+/// The kinds a person may start.
+#[server]
+pub async fn job_kinds() -> Result<Vec<KindInfo>, ServerFnError> {
+    Ok(engine()?.kinds())
+}
