@@ -1,4 +1,6 @@
 //! The Leptos server functions: thin calls into the job engine, available to the browser.
+//! Each has a fixed address under `/api/` (e.g. `POST /api/start_job`), so plain HTML forms
+//! and scripts can call them too.
 
 use leptos::prelude::*;
 
@@ -14,7 +16,7 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 ///
 /// Without JavaScript (a plain form post) the answer is a `302` to `/jobs/{id}`; with it, the
 /// router follows the same redirect on the client side.
-#[server]
+#[server(endpoint = "start_job")]
 pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
     let id = engine()?
         .start(&kind, serde_json::Value::Null)
@@ -24,7 +26,7 @@ pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
 }
 
 /// The current state of a job, or `None` when there is no such job (or the id is not one).
-#[server]
+#[server(endpoint = "job_snapshot")]
 pub async fn job_snapshot(id: String) -> Result<Option<Snapshot>, ServerFnError> {
     let Ok(id) = id.parse::<JobId>() else {
         return Ok(None);
@@ -33,7 +35,7 @@ pub async fn job_snapshot(id: String) -> Result<Option<Snapshot>, ServerFnError>
 }
 
 /// The kinds a person may start.
-#[server]
+#[server(endpoint = "job_kinds")]
 pub async fn job_kinds() -> Result<Vec<KindInfo>, ServerFnError> {
     Ok(engine()?.kinds())
 }
