@@ -15,10 +15,14 @@ pub fn StartJobForm(
     /// Disables the button, e.g. while this page's job is still running.
     #[prop(into)]
     busy: Signal<bool>,
+    /// The kind picked at first, e.g. the kind of the job on screen so that starting again
+    /// repeats it. Default: the first kind the server lists.
+    #[prop(optional, into)]
+    preselect: Option<String>,
 ) -> impl IntoView {
     let action = ServerAction::<StartJob>::new();
     let kinds = OnceResource::new_blocking(job_kinds());
-    let selected = RwSignal::new(None::<String>);
+    let selected = RwSignal::new(preselect);
     let pending = action.pending();
     let failure = move || {
         action.value().get().and_then(Result::err).map(|e| match e {
@@ -38,7 +42,10 @@ pub fn StartJobForm(
                             let first = kinds.first().map(|k| k.name.clone());
                             let options = kinds
                                 .iter()
-                                .map(|k| view! { <option value=k.name.clone()>{k.name.clone()}</option> })
+                                .map(|k| {
+                                    let is_selected = selected.get_untracked().as_ref() == Some(&k.name);
+                                    view! { <option value=k.name.clone() selected=is_selected>{k.name.clone()}</option> }
+                                })
                                 .collect_view();
                             let description = move || {
                                 let chosen = selected.get().or_else(|| first.clone());
@@ -66,7 +73,7 @@ pub fn StartJobForm(
                 <button
                     type="submit"
                     disabled=move || busy.get() || pending.get()
-                    class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow-sm transition hover:bg-indigo-700 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-600 disabled:cursor-not-allowed disabled:bg-slate-400 dark:disabled:bg-slate-700 sm:self-start sm:mt-6"
+                    class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow-sm transition hover:bg-indigo-700 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-600 disabled:cursor-not-allowed disabled:bg-slate-400 dark:disabled:bg-slate-700 dark:disabled:text-slate-400 sm:self-start sm:mt-6"
                 >
                     "Start Processing"
                 </button>

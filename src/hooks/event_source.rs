@@ -8,6 +8,9 @@ use web_sys::{Event, EventSource, MessageEvent};
 /// The job event names that carry a state (`data:` is a `Snapshot`).
 const STATE_EVENTS: [&str; 6] = ["pending", "progress", "completed", "failed", "cancelled", "reset"];
 
+/// A DOM event listener, kept alive as long as its connection.
+type Listener = Closure<dyn FnMut(Event)>;
+
 /// What the connection reports to its owner.
 pub(crate) struct Handlers {
     /// The stream is open.
@@ -24,7 +27,7 @@ pub(crate) struct Handlers {
 /// An open `EventSource` and its listeners. Closing or dropping it stops everything.
 pub(crate) struct Connection {
     source: EventSource,
-    _listeners: Vec<Closure<dyn FnMut(Event)>>,
+    _listeners: Vec<Listener>,
 }
 
 fn describe(e: &wasm_bindgen::JsValue) -> String {
@@ -42,7 +45,7 @@ impl Connection {
             on_error,
         } = handlers;
         let on_state = std::rc::Rc::new(on_state);
-        let mut listeners: Vec<(&str, Closure<dyn FnMut(Event)>)> = Vec::new();
+        let mut listeners: Vec<(&str, Listener)> = Vec::new();
         listeners.push(("open", Closure::new(move |_: Event| on_open())));
         for name in STATE_EVENTS {
             let on_state = on_state.clone();

@@ -211,10 +211,11 @@ async fn run_job(record: Arc<JobRecord>, reporter: ProgressReporter, job: JobFut
     let id = record.id;
     let cancel = record.cancel.clone();
     if cancel.is_cancelled() {
-        finish(&record, Err(JobError::Cancelled));
+        finish(&record, Err(JobError::Cancelled), Duration::ZERO);
         return;
     }
     reporter.mark_running();
+    let started = Instant::now();
     // The job runs in its own task so that a panic in its code ends this job, not the engine.
     let mut handle = tokio::spawn(job);
     let outcome = tokio::select! {
@@ -242,10 +243,10 @@ async fn run_job(record: Arc<JobRecord>, reporter: ProgressReporter, job: JobFut
         Err(_) if cancel.is_cancelled() => Err(JobError::Cancelled),
         other => other,
     };
-    finish(&record, result);
+    finish(&record, result, started.elapsed());
 }
 
-fn finish(record: &JobRecord, result: Result<Value, JobError>) {
+fn finish(record: &JobRecord, result: Result<Value, JobError>, took: Duration) {
     let id = record.id;
     match result {
         Ok(value) => {
@@ -253,7 +254,7 @@ fn finish(record: &JobRecord, result: Result<Value, JobError>) {
             record.apply(|s| {
                 s.status = JobStatus::Completed;
                 s.progress = 100.0;
-                s.message = "Completed".into();
+                s.message = format!("Completed in {:.1} s", took.as_secs_f64());
                 s.data = Some(value);
             });
         }

@@ -52,5 +52,5 @@ pub use config::EngineConfig;
 pub use engine::{CancelOutcome, JobEngine};
 pub use error::{JobError, StartError};
 pub use registry::{JobParams, KindRegistry};
-pub use reporter::ProgressReporter;
+pub use reporter::{ProgressReporter, Report};
 pub use subscription::{Delivery, Subscription};

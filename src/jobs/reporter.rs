@@ -14,6 +14,41 @@ pub const MAX_STEP_CHARS: usize = 120;
 /// Longest message kept, in characters; longer messages are cut.
 pub const MAX_MESSAGE_CHARS: usize = 1_000;
 
+/// Several changes to a job's state that belong together, sent as one event by
+/// [`ProgressReporter::report`]: `Report::new().step(2, 4, "Hashing").percent(30.0)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    step: Option<(u32, u32, String)>,
+    percent: Option<f64>,
+    message: Option<String>,
+}
+
+impl Report {
+    /// A report that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enters step `index` (1-based) of `count` (0 when not known yet), named `name` (cut to
+    /// [`MAX_STEP_CHARS`]).
+    pub fn step(mut self, index: u32, count: u32, name: impl Into<String>) -> Self {
+        self.step = Some((index, count, cut(name, MAX_STEP_CHARS)));
+        self
+    }
+
+    /// Sets the percent done, clamped to 0-100; NaN leaves it as it was.
+    pub fn percent(mut self, percent: f64) -> Self {
+        self.percent = clamp_percent(percent);
+        self
+    }
+
+    /// Sets the message (cut to [`MAX_MESSAGE_CHARS`]).
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(cut(message, MAX_MESSAGE_CHARS));
+        self
+    }
+}
+
 /// Reports one job's progress. Cheap to clone; every call that changes something is one event
 /// with the job's next sequence number, and a call that changes nothing sends nothing.
 #[derive(Clone)]
@@ -44,39 +79,42 @@ impl ProgressReporter {
         self.record.id
     }
 
+    /// Applies several changes as one event (see [`Report`]).
+    pub fn report(&self, report: Report) {
+        let Report { step, percent, message } = report;
+        self.record.apply(|s| {
+            if let Some((index, count, name)) = step {
+                s.step_index = index;
+                s.step_count = count;
+                s.step = name;
+            }
+            if let Some(p) = percent {
+                s.progress = p;
+            }
+            if let Some(m) = message {
+                s.message = m;
+            }
+        });
+    }
+
     /// Enters step `index` (1-based) of `count` (0 when not known yet), named `name`.
     pub fn step(&self, index: u32, count: u32, name: impl Into<String>) {
-        let name = cut(name, MAX_STEP_CHARS);
-        self.record.apply(|s| {
-            s.step_index = index;
-            s.step_count = count;
-            s.step = name;
-        });
+        self.report(Report::new().step(index, count, name));
     }
 
     /// Sets the percent done (clamped to 0-100; NaN is ignored) and the message together.
     pub fn progress(&self, percent: f64, message: impl Into<String>) {
-        let message = cut(message, MAX_MESSAGE_CHARS);
-        let percent = clamp_percent(percent);
-        self.record.apply(|s| {
-            if let Some(p) = percent {
-                s.progress = p;
-            }
-            s.message = message;
-        });
+        self.report(Report::new().percent(percent).message(message));
     }
 
     /// Sets only the percent done (clamped to 0-100; NaN is ignored).
     pub fn set_percent(&self, percent: f64) {
-        if let Some(p) = clamp_percent(percent) {
-            self.record.apply(|s| s.progress = p);
-        }
+        self.report(Report::new().percent(percent));
     }
 
     /// Sets only the message.
     pub fn message(&self, message: impl Into<String>) {
-        let message = cut(message, MAX_MESSAGE_CHARS);
-        self.record.apply(|s| s.message = message);
+        self.report(Report::new().message(message));
     }
 
     /// The token that is cancelled when the job is asked to stop (by a person, or because

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 use super::set_not_found_status;
 use crate::components::{ConnectionNotice, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
 use crate::hooks::{use_sse_progress_with_options, UseSseProgressOptions};
-use crate::model::Snapshot;
+use crate::model::{JobStatus, Snapshot};
 use crate::server_fns::job_snapshot;
 
 /// The job page.
@@ -47,7 +47,7 @@ fn JobView(initial: Snapshot) -> impl IntoView {
         <Title text=format!("Job {kind}")/>
         <section class="space-y-6">
             <div class="rounded-2xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900">
-                <StartJobForm busy=busy/>
+                <StartJobForm busy=busy preselect=kind.clone()/>
             </div>
             <article
                 class="space-y-5 rounded-2xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900"
@@ -63,8 +63,9 @@ fn JobView(initial: Snapshot) -> impl IntoView {
                 <ProgressBar progress=job.progress status=job.status step=job.step/>
                 <div class="space-y-1">
                     <StepLabel step=job.step status=job.status/>
+                    // A failure's message is its error, shown in the outcome below.
                     <p data-testid="job-message" class="min-h-5 text-sm text-slate-600 dark:text-slate-400">
-                        {move || job.message.get()}
+                        {move || (job.status.get() != Some(JobStatus::Failed)).then(|| job.message.get())}
                     </p>
                 </div>
                 <ConnectionNotice connection=job.connection reconnect=job.reconnect/>

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::check_range;
-use crate::jobs::{JobError, JobParams, ProgressReporter};
+use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
 /// The kind's name.
 pub const NAME: &str = "checksum";
@@ -122,8 +122,12 @@ async fn hash_pass(
 /// Runs a `checksum` job.
 pub async fn run(p: ChecksumParams, r: ProgressReporter) -> Result<ChecksumResult, JobError> {
     let started = Instant::now();
-    r.step(1, STEPS, "Preparing");
-    r.progress(2.0, format!("Planning {} MiB in {} KiB chunks", p.size_mib, p.chunk_kib));
+    r.report(
+        Report::new()
+            .step(1, STEPS, "Preparing")
+            .percent(2.0)
+            .message(format!("Planning {} MiB in {} KiB chunks", p.size_mib, p.chunk_kib)),
+    );
     r.sleep(Duration::from_millis(300)).await?;
 
     r.step(2, STEPS, "Hashing");
@@ -139,8 +143,7 @@ pub async fn run(p: ChecksumParams, r: ProgressReporter) -> Result<ChecksumResul
         )));
     }
 
-    r.step(4, STEPS, "Summarizing");
-    r.progress(97.0, "Writing the summary");
+    r.report(Report::new().step(4, STEPS, "Summarizing").percent(97.0).message("Writing the summary"));
     r.sleep(Duration::from_millis(200)).await?;
     let total = u64::from(p.size_mib) * 1024 * 1024;
     Ok(ChecksumResult {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::check_range;
-use crate::jobs::{JobError, JobParams, ProgressReporter};
+use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
 /// The kind's name.
 pub const NAME: &str = "ticker";
@@ -51,10 +51,11 @@ pub async fn run(p: TickerParams, r: ProgressReporter) -> Result<TickerResult, J
     let interval = Duration::from_millis(p.interval_ms);
     for i in 1..=p.steps {
         r.sleep(interval).await?;
-        r.step(i, p.steps, format!("Tick {i}"));
-        r.progress(
-            100.0 * f64::from(i) / f64::from(p.steps),
-            format!("Tick {i} of {}", p.steps),
+        r.report(
+            Report::new()
+                .step(i, p.steps, format!("Tick {i}"))
+                .percent(100.0 * f64::from(i) / f64::from(p.steps))
+                .message(format!("Tick {i} of {}", p.steps)),
         );
     }
     Ok(TickerResult { ticks: p.steps })

@@ -1,0 +1,26 @@
+// Takes the README's screenshot: the job page mid-job (light), plus a dark one to look at.
+// Usage: node screenshot.mjs [base-url] [out-dir]   (a server must be running)
+import { chromium } from "@playwright/test";
+
+const base = process.argv[2] ?? "http://127.0.0.1:3000";
+const out = process.argv[3] ?? "../docs";
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+});
+for (const colorScheme of ["light", "dark"]) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 720 }, colorScheme });
+  await page.goto(base);
+  await page.locator('[data-hydrated="true"]').waitFor();
+  await page.getByLabel("Job kind").selectOption("checksum");
+  await page.getByRole("button", { name: "Start Processing" }).click();
+  await page.waitForURL(/\/jobs\//);
+  const bar = page.getByRole("progressbar");
+  await page.waitForFunction(
+    () => Number(document.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow")) >= 40,
+  );
+  await page.screenshot({ path: `${out}/screenshot${colorScheme === "dark" ? "-dark" : ""}.png` });
+  await bar.getAttribute("aria-valuenow");
+  await page.close();
+}
+await browser.close();
