@@ -13,6 +13,7 @@ use serde_json::Value;
 
 /// A job's identity: a random UUID v4 (122 random bits), so ids cannot be guessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct JobId(uuid::Uuid);
 
@@ -47,6 +48,7 @@ impl FromStr for JobId {
 
 /// Where a job is in its life. `Completed`, `Failed` and `Cancelled` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Accepted, not started yet.
@@ -90,6 +92,7 @@ impl fmt::Display for JobStatus {
 /// Every event on a job's stream carries one of these as its `data:`, so a client that sees
 /// any single event knows everything; `seq` tells it which events it has already applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Snapshot {
     /// The job this is the state of.
     pub id: JobId,
@@ -111,8 +114,12 @@ pub struct Snapshot {
     pub message: String,
     /// Server time this state was produced, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// While the job waits in the queue: its place in it, 1 being next to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
     /// The job's result once it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
     pub data: Option<Value>,
     /// The job's error message once it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +140,7 @@ impl Snapshot {
             step_count: 0,
             message: "Waiting to start".into(),
             ts,
+            queue_position: None,
             data: None,
             error: None,
         }

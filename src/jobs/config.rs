@@ -17,6 +17,12 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// How often ended jobs past their retention are swept away. Default: 30 seconds.
     pub sweep_interval: Duration,
+    /// Most jobs running at once. Further jobs wait in a queue, `pending`, with their position.
+    /// Default: 64.
+    pub max_running: usize,
+    /// Most jobs waiting in the queue. Past it, new jobs are refused until a place frees up.
+    /// Default: 1 000.
+    pub max_queued: usize,
     /// How long a job may keep running after it was told to stop before it is aborted.
     /// Default: 5 seconds.
     pub cancel_grace: Duration,
@@ -29,6 +35,8 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(600),
             max_jobs: 10_000,
             sweep_interval: Duration::from_secs(30),
+            max_running: 64,
+            max_queued: 1_000,
             cancel_grace: Duration::from_secs(5),
         }
     }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::record::JobRecord;
-use super::registry::{JobFuture, KindRegistry};
+use super::registry::{JobFuture, KindDescription, KindRegistry};
+use super::scheduler::{Admission, Admitted, Scheduler};
 use super::{EngineConfig, JobError, ProgressReporter, StartError, Subscription};
 use crate::model::{JobId, JobStatus, KindInfo, Snapshot};
 
@@ -25,6 +26,7 @@ struct Inner {
     config: EngineConfig,
     kinds: KindRegistry,
     jobs: Mutex<HashMap<JobId, Arc<JobRecord>>>,
+    scheduler: Scheduler,
     /// Cancelled at shutdown: every job and every open stream watches it.
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -45,6 +47,7 @@ impl JobEngine {
     pub fn new(config: EngineConfig, kinds: KindRegistry) -> Self {
         let engine = Self {
             inner: Arc::new(Inner {
+                scheduler: Scheduler::new(config.max_running, config.max_queued),
                 config,
                 kinds,
                 jobs: Mutex::new(HashMap::new()),
@@ -64,6 +67,11 @@ impl JobEngine {
     /// The kinds this engine can run.
     pub fn kinds(&self) -> Vec<KindInfo> {
         self.inner.kinds.infos()
+    }
+
+    /// The kinds with their params' JSON Schema and defaults.
+    pub fn kind_descriptions(&self) -> Vec<KindDescription> {
+        self.inner.kinds.descriptions()
     }
 
     /// The engine's limits.
@@ -90,6 +98,11 @@ impl JobEngine {
             reason,
         })?;
 
+        if !self.inner.scheduler.has_room() {
+            let (running, queued) = self.inner.scheduler.bounds();
+            return Err(StartError::QueueFull { running, queued });
+        }
+
         let id = JobId::new_random();
         let record = Arc::new(JobRecord::new(
             id,
@@ -108,9 +121,17 @@ impl JobEngine {
         }
         let reporter = ProgressReporter::new(record.clone());
         let job = prepared(reporter.clone());
-        let grace = self.inner.config.cancel_grace;
-        self.inner.tasks.spawn(run_job(record, reporter, job, grace));
-        tracing::info!(%id, kind = name, "job started");
+        let admitted = Admitted { record, reporter, job };
+        match self.inner.scheduler.admit(admitted) {
+            Ok(Admission::Run(job)) => Inner::launch(&self.inner, job),
+            Ok(Admission::Queued) => tracing::info!(%id, kind = name, "job queued"),
+            Err(_) => {
+                // The queue filled up since the check above: forget the job, refuse it.
+                self.jobs().remove(&id);
+                let (running, queued) = self.inner.scheduler.bounds();
+                return Err(StartError::QueueFull { running, queued });
+            }
+        }
         Ok(id)
     }
 
@@ -135,7 +156,29 @@ impl JobEngine {
             return Some(CancelOutcome::AlreadyEnded(status));
         }
         record.cancel.cancel();
+        if let Some(waiting) = self.inner.scheduler.withdraw(id) {
+            finish(&waiting.record, Err(JobError::Cancelled), Duration::ZERO);
+        }
         Some(CancelOutcome::Requested)
+    }
+
+    /// How long a poller should wait before asking about a job again: about a fifth of the
+    /// job's expected remaining time, from 1 to 10 seconds. `None` once the job has ended
+    /// (or for an unknown job): there is nothing more to wait for.
+    pub fn poll_after(&self, id: JobId) -> Option<Duration> {
+        let record = self.record(id)?;
+        let state = record.snapshot();
+        if state.status.is_terminal() {
+            return None;
+        }
+        let estimate = match record.started_at() {
+            Some(started) if state.progress > 0.0 => {
+                let elapsed = started.elapsed().as_secs_f64();
+                Duration::from_secs_f64(elapsed * (100.0 - state.progress) / state.progress / 5.0)
+            }
+            _ => Duration::from_secs(2),
+        };
+        Some(estimate.clamp(Duration::from_secs(1), Duration::from_secs(10)))
     }
 
     /// How many jobs are kept, running and ended.
@@ -152,6 +195,9 @@ impl JobEngine {
     /// finish. Returns whether they all did.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.inner.shutdown.cancel();
+        for waiting in self.inner.scheduler.drain() {
+            finish(&waiting.record, Err(JobError::Cancelled), Duration::ZERO);
+        }
         self.inner.tasks.close();
         tokio::time::timeout(timeout, self.inner.tasks.wait())
             .await
@@ -189,6 +235,22 @@ impl JobEngine {
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot ended jobs past their retention");
                 }
+            }
+        });
+    }
+}
+
+impl Inner {
+    /// Runs an admitted job; when it ends, its slot goes to the next waiting job.
+    fn launch(inner: &Arc<Self>, job: Admitted) {
+        let id = job.record.id;
+        tracing::info!(%id, kind = %job.record.snapshot().kind, "job started");
+        let engine = Arc::clone(inner);
+        let grace = inner.config.cancel_grace;
+        inner.tasks.spawn(async move {
+            run_job(job.record, job.reporter, job.job, grace).await;
+            if let Some(next) = engine.scheduler.release() {
+                Inner::launch(&engine, next);
             }
         });
     }

@@ -28,6 +28,17 @@ pub enum StartError {
         /// The configured maximum.
         limit: usize,
     },
+    /// As many jobs as allowed are running and the queue for more is full.
+    #[error(
+        "too many jobs: {running} are running and the queue of {queued} waiting jobs is full; \
+         try again later"
+    )]
+    QueueFull {
+        /// Jobs running (the configured maximum).
+        running: usize,
+        /// Jobs waiting (the configured maximum).
+        queued: usize,
+    },
     /// The server is shutting down and starts nothing new.
     #[error("the server is shutting down and starts no new jobs")]
     ShuttingDown,

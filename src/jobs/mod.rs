@@ -11,14 +11,15 @@
 //! - [`reporter`]: [`ProgressReporter`], what a job's code reports through.
 //! - [`registry`]: [`KindRegistry`], job kinds by name with typed params.
 //! - [`kinds`]: the built-in kinds (`checksum`, `failing`, `ticker`).
-//! - [`config`]: [`EngineConfig`], the limits that bound memory.
+//! - `scheduler` (private): the bound on running jobs and the queue behind it.
+//! - [`config`]: [`EngineConfig`], the limits that bound memory and concurrency.
 //!
 //! # Adding a job kind
 //! ```no_run
 //! use serde::Deserialize;
 //! use sse_progress::jobs::{JobError, JobParams, KindRegistry, ProgressReporter};
 //!
-//! #[derive(Deserialize)]
+//! #[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 //! #[serde(deny_unknown_fields, default)]
 //! struct Greet { times: u32 }
 //! impl Default for Greet { fn default() -> Self { Self { times: 3 } } }
@@ -43,6 +44,7 @@ pub mod kinds;
 mod record;
 pub mod registry;
 pub mod reporter;
+mod scheduler;
 pub mod subscription;
 
 #[cfg(test)]
@@ -51,6 +53,6 @@ mod tests;
 pub use config::EngineConfig;
 pub use engine::{CancelOutcome, JobEngine};
 pub use error::{JobError, StartError};
-pub use registry::{JobParams, KindRegistry};
+pub use registry::{JobParams, KindDescription, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
 pub use subscription::{Delivery, Subscription};

@@ -43,6 +43,8 @@ struct RecordState {
     current: Arc<Snapshot>,
     /// The newest events, at most `capacity` of them, oldest first.
     log: VecDeque<Arc<Snapshot>>,
+    /// When the job started running.
+    started_at: Option<Instant>,
     /// When the job reached a terminal state.
     ended_at: Option<Instant>,
 }
@@ -69,6 +71,7 @@ impl JobRecord {
             state: Mutex::new(RecordState {
                 current: first,
                 log,
+                started_at: None,
                 ended_at: None,
             }),
             seq_tx,
@@ -85,6 +88,11 @@ impl JobRecord {
     /// The current state.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.lock().current.clone()
+    }
+
+    /// When the job started running, if it has.
+    pub(crate) fn started_at(&self) -> Option<Instant> {
+        self.lock().started_at
     }
 
     /// When the job ended, if it has.
@@ -118,6 +126,9 @@ impl JobRecord {
             state.current = next;
             if ended {
                 state.ended_at = Some(Instant::now());
+            }
+            if state.started_at.is_none() && state.current.status == crate::model::JobStatus::Running {
+                state.started_at = Some(Instant::now());
             }
             state.current.seq
         };

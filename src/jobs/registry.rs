@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{JobError, ProgressReporter};
 use crate::model::KindInfo;
@@ -20,8 +21,9 @@ pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send
 pub(crate) type PreparedJob = Box<dyn FnOnce(ProgressReporter) -> JobFuture + Send>;
 
 /// The params of a job kind: read from JSON (missing fields take their defaults, unknown
-/// fields are refused with `#[serde(deny_unknown_fields)]`), then checked.
-pub trait JobParams: DeserializeOwned + Send + 'static {
+/// fields are refused with `#[serde(deny_unknown_fields)]`), then checked. `Default` gives
+/// the defaults clients are shown, `ToSchema` the JSON Schema they are shown.
+pub trait JobParams: DeserializeOwned + Serialize + Default + ToSchema + Send + 'static {
     /// Checks values that parse but are not allowed; the error names the field and its range.
     fn validate(&self) -> Result<(), String> {
         Ok(())
@@ -32,7 +34,50 @@ type Prepare = dyn Fn(Value) -> Result<PreparedJob, String> + Send + Sync;
 
 struct Kind {
     description: &'static str,
+    params_schema: Value,
+    defaults: Value,
     prepare: Box<Prepare>,
+}
+
+/// A kind as clients are told about it: what it does, and its params.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct KindDescription {
+    /// The name to start it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its params object.
+    pub params_schema: Value,
+    /// The params used for every field left out.
+    pub defaults: Value,
+}
+
+/// Reads params from JSON, naming the field at fault when it does not fit.
+fn parse_params<P: JobParams>(raw: Value) -> Result<P, String> {
+    let raw = match raw {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(map) => Value::Object(map),
+        other => {
+            let kind = match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a boolean",
+            };
+            return Err(format!("params must be a JSON object, got {kind}"));
+        }
+    };
+    let params: P = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("field `{path}`: {}", e.into_inner())
+        }
+    })?;
+    params.validate()?;
+    Ok(params)
 }
 
 /// The kinds an engine knows, by name. Cheap to clone.
@@ -67,9 +112,7 @@ impl KindRegistry {
     {
         let run = Arc::new(run);
         let prepare = move |raw: Value| -> Result<PreparedJob, String> {
-            let raw = if raw.is_null() { Value::Object(Default::default()) } else { raw };
-            let params: P = serde_json::from_value(raw).map_err(|e| e.to_string())?;
-            params.validate()?;
+            let params: P = parse_params(raw)?;
             let run = run.clone();
             Ok(Box::new(move |reporter: ProgressReporter| -> JobFuture {
                 let fut = run(params, reporter);
@@ -88,6 +131,8 @@ impl KindRegistry {
                 name,
                 Kind {
                     description,
+                    params_schema: serde_json::to_value(P::schema()).unwrap_or(Value::Null),
+                    defaults: serde_json::to_value(P::default()).unwrap_or(Value::Null),
                     prepare: Box::new(prepare),
                 },
             );
@@ -101,6 +146,19 @@ impl KindRegistry {
             .map(|(name, kind)| KindInfo {
                 name: (*name).to_string(),
                 description: kind.description.to_string(),
+            })
+            .collect()
+    }
+
+    /// The kinds with their params' schema and defaults, sorted by name.
+    pub fn descriptions(&self) -> Vec<KindDescription> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| KindDescription {
+                name: (*name).to_string(),
+                description: kind.description.to_string(),
+                params_schema: kind.params_schema.clone(),
+                defaults: kind.defaults.clone(),
             })
             .collect()
     }

@@ -219,7 +219,7 @@ async fn the_checksum_job_does_real_work_and_returns_a_verified_digest() {
 
 #[tokio::test]
 async fn a_panicking_job_fails_without_taking_the_engine_down() {
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
     struct NoParams {}
     impl JobParams for NoParams {}
     let mut kinds = builtin();

@@ -1,11 +1,19 @@
 //! The web layer's errors and how each is answered: RFC 9457 `application/problem+json`
-//! bodies that say what was wrong and what is allowed; internal detail only in the log.
+//! bodies that say what was wrong and what is allowed, with a machine-readable `code`; internal
+//! detail only in the log. Never a 500 for bad input.
+
+use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::jobs::StartError;
+use crate::model::JobStatus;
+
+/// How long a client refused for a full queue should wait before trying again.
+pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(5);
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +22,17 @@ pub enum AppError {
     /// not a job id at all).
     #[error("no job with id {0:?}: it never existed or has expired")]
     JobNotFound(String),
+    /// No API route at that path.
+    #[error("there is no API route at {0}; see /api/openapi.json for the routes")]
+    RouteNotFound(String),
+    /// The route exists but not for this method.
+    #[error("method {method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the route takes (also in the `Allow` header).
+        allowed: String,
+    },
     /// A resume point (`Last-Event-ID` header or `last_event_id` query parameter) that is not a
     /// sequence number.
     #[error(
@@ -26,48 +45,163 @@ pub enum AppError {
         /// What it said (cut to 64 characters).
         value: String,
     },
+    /// A request body that is not JSON at all.
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// JSON of the wrong shape, e.g. a missing `kind`.
+    #[error("the request body does not fit: {0}")]
+    InvalidBody(String),
+    /// A body without `Content-Type: application/json`.
+    #[error("send the request body as JSON, with the header Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// A body over the size limit.
+    #[error("the request body is larger than the {limit} bytes allowed")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A query string that does not parse.
+    #[error("the query string does not fit: {0}")]
+    InvalidQuery(String),
     /// The engine refused to start a job.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The result was asked for before the job ended.
+    #[error("the job is still {status} ({progress:.0}% done); ask again in {} s", retry_after.as_secs())]
+    ResultNotReady {
+        /// Pending or running.
+        status: JobStatus,
+        /// Percent done.
+        progress: f64,
+        /// When to ask again.
+        retry_after: Duration,
+    },
+    /// The job ended without a result.
+    #[error("the job {status} and has no result{}", error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NoResult {
+        /// Failed or cancelled.
+        status: JobStatus,
+        /// The job's error, when it failed.
+        error: Option<String>,
+    },
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    r#type: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+/// An RFC 9457 problem document, as every error of the API is answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `about:blank`: the status code and `code` say what kind of problem it is.
+    pub r#type: String,
+    /// The status code's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What was wrong and what is allowed, for a person.
+    pub detail: String,
+    /// A stable identifier of the problem, for a program.
+    pub code: String,
+    /// For `unknown_kind`: the kinds that exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_kinds: Option<Vec<String>>,
+    /// For `result_not_ready` and `queue_full`: seconds to wait (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// For `result_not_ready` and `no_result`: the job's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_status: Option<JobStatus>,
 }
 
 impl AppError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::JobNotFound(_) => StatusCode::NOT_FOUND,
-            Self::BadResumePoint { .. } => StatusCode::BAD_REQUEST,
-            Self::Start(StartError::UnknownKind { .. } | StartError::InvalidParams { .. }) => {
+            Self::JobNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadResumePoint { .. } | Self::MalformedJson(_) | Self::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::InvalidBody(_)
+            | Self::Start(StartError::UnknownKind { .. } | StartError::InvalidParams { .. }) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Start(StartError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
             Self::Start(StartError::AtCapacity { .. } | StartError::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::ResultNotReady { .. } | Self::NoResult { .. } => StatusCode::CONFLICT,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::JobNotFound(_) => "job_not_found",
+            Self::RouteNotFound(_) => "route_not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::BadResumePoint { .. } => "bad_resume_point",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::Start(StartError::UnknownKind { .. }) => "unknown_kind",
+            Self::Start(StartError::InvalidParams { .. }) => "invalid_params",
+            Self::Start(StartError::QueueFull { .. }) => "queue_full",
+            Self::Start(StartError::AtCapacity { .. }) => "at_capacity",
+            Self::Start(StartError::ShuttingDown) => "shutting_down",
+            Self::ResultNotReady { .. } => "result_not_ready",
+            Self::NoResult { .. } => "no_result",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::ResultNotReady { retry_after, .. } => Some(*retry_after),
+            Self::Start(StartError::QueueFull { .. } | StartError::AtCapacity { .. }) => {
+                Some(QUEUE_FULL_RETRY)
+            }
+            _ => None,
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            r#type: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().into(),
+            known_kinds: match self {
+                Self::Start(StartError::UnknownKind { known, .. }) => Some(known.clone()),
+                _ => None,
+            },
+            retry_after: self.retry_after().map(|d| d.as_secs().max(1)),
+            job_status: match self {
+                Self::ResultNotReady { status, .. } | Self::NoResult { status, .. } => Some(*status),
+                _ => None,
+            },
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let problem = Problem {
-            r#type: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: self.to_string(),
-        };
-        let mut response = (status, axum::Json(problem)).into_response();
-        response.headers_mut().insert(
+        let problem = self.problem();
+        let mut response = (self.status(), axum::Json(&problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = problem.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::MethodNotAllowed { allowed, .. } = &self {
+            if let Ok(allow) = HeaderValue::from_str(allowed) {
+                headers.insert(header::ALLOW, allow);
+            }
+        }
         response
     }
 }

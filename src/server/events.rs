@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::ApiQuery;
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
 use crate::model::JobId;
@@ -64,11 +65,23 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
     Ok(None)
 }
 
-/// The handler.
+/// Follows a job's events as Server-Sent Events, resuming after `Last-Event-ID` (or
+/// `last_event_id`), and closes after the terminal event and `event: end`.
+#[utoipa::path(get, path = "/api/jobs/{id}/events", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("last_event_id" = Option<String>, Query, description = "Resume after this sequence number (for clients that cannot set headers)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number; wins over the query parameter"),
+    ),
+    responses(
+        (status = 200, description = "The event stream; each `data:` is a Snapshot", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A resume point that is not a sequence number", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn job_events(
     State(engine): State<JobEngine>,
     Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;

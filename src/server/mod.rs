@@ -3,16 +3,21 @@
 //!
 //! It only translates between HTTP and the job engine (`crate::jobs`); no job logic lives here.
 
+pub mod api;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod extract;
+pub mod openapi;
 pub mod state;
 
 use std::future::Future;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{any, get, post};
+use axum::{middleware, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
@@ -26,13 +31,27 @@ use crate::app::{shell, App};
 /// How long shutdown waits for running jobs to stop after telling them to.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// The JSON and SSE API, with problem documents for every error.
+fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/job-kinds", get(api::list_kinds))
+        .route("/api/jobs", post(api::start_job))
+        .route("/api/jobs/{id}", get(api::get_job).delete(api::cancel_job))
+        .route("/api/jobs/{id}/result", get(api::get_result))
+        .route("/api/jobs/{id}/events", get(events::job_events))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(extract::explain_method_not_allowed))
+}
+
 /// The whole application: pages, server functions, and the API routes.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let engine = state.engine.clone();
     let options = state.leptos_options.clone();
     Router::new()
-        .route("/api/jobs/{id}/events", get(events::job_events))
+        .merge(api_router())
         .leptos_routes_with_context(
             &state,
             routes,

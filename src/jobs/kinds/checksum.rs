@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use utoipa::ToSchema;
+
 use super::check_range;
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
@@ -19,7 +21,7 @@ pub const DESCRIPTION: &str =
 const STEPS: u32 = 4;
 
 /// Params of `checksum`; every field is optional.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksumParams {
     /// How much data to generate and hash, in MiB (1-4096). Default 48.

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use utoipa::ToSchema;
 
 use super::check_range;
 use crate::jobs::{JobError, JobParams, ProgressReporter};
@@ -24,7 +26,7 @@ const STEP_NAMES: [&str; 6] = [
 const TICKS_PER_STEP: u32 = 5;
 
 /// Params of `failing`; every field is optional.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FailingParams {
     /// How many steps the job has (1-6). Default 4.

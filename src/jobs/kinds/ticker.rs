@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
 use super::check_range;
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
@@ -14,7 +16,7 @@ pub const NAME: &str = "ticker";
 pub const DESCRIPTION: &str = "Reports N steps at a steady interval and does nothing else";
 
 /// Params of `ticker`; every field is optional.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TickerParams {
     /// How many steps (1-100000). Default 10.

@@ -1,0 +1,229 @@
+//! The REST API for clients without a browser: the asynchronous request-reply pattern (start
+//! with `202 Accepted` and a `Location`, poll the status resource as `Retry-After` says, fetch
+//! the result) with the event stream as the no-polling alternative, and a synchronous
+//! streaming start (`POST /api/jobs?stream=true`) for `curl -N`.
+//!
+//! Every job is shown in one schema, [`Snapshot`], the same as the SSE `data:`.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::events::{event_stream, KEEP_ALIVE};
+use super::extract::{ApiJson, ApiQuery};
+use super::AppError;
+use crate::jobs::{CancelOutcome, JobEngine, KindDescription};
+use crate::model::{JobId, JobStatus, Snapshot};
+
+/// What `POST /api/jobs` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The kind of job, one of `GET /api/job-kinds`.
+    pub kind: String,
+    /// The kind's params; fields left out take their defaults.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Value,
+}
+
+/// The query of `POST /api/jobs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct StartQuery {
+    /// `true`: answer with the job's event stream instead of `202` (synchronous streaming).
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// A link to something a client can do with a job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Link {
+    /// What it is: `self`, `events`, `result`, `cancel`.
+    pub rel: &'static str,
+    /// Where.
+    pub href: String,
+    /// How: an HTTP method, or `EventSource` for the event stream.
+    pub action: &'static str,
+}
+
+/// A job as the REST API shows it: its state plus what can be done with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResource {
+    /// The job's state, the same object the event stream sends.
+    #[serde(flatten)]
+    pub job: Snapshot,
+    /// Where to follow, fetch or cancel it.
+    pub links: Vec<Link>,
+}
+
+/// The kinds a client may start.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindList {
+    /// Sorted by name.
+    pub kinds: Vec<KindDescription>,
+}
+
+/// A finished job's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResult {
+    /// The job.
+    pub id: JobId,
+    /// Its kind.
+    pub kind: String,
+    /// What it returned.
+    #[schema(value_type = Object)]
+    pub result: Value,
+}
+
+/// The answer to a cancellation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelResponse {
+    /// What happened, for a person.
+    pub message: String,
+    /// The job's state now; it reaches `cancelled` once its code has stopped.
+    pub job: JobResource,
+}
+
+fn status_url(id: JobId) -> String {
+    format!("/api/jobs/{id}")
+}
+
+fn links(id: JobId) -> Vec<Link> {
+    let base = status_url(id);
+    vec![
+        Link { rel: "self", href: base.clone(), action: "GET" },
+        Link { rel: "events", href: format!("{base}/events"), action: "EventSource" },
+        Link { rel: "result", href: format!("{base}/result"), action: "GET" },
+        Link { rel: "cancel", href: base, action: "DELETE" },
+    ]
+}
+
+fn resource(snapshot: &Snapshot) -> JobResource {
+    JobResource { job: snapshot.clone(), links: links(snapshot.id) }
+}
+
+fn parse_id(id: &str) -> Result<JobId, AppError> {
+    id.parse().map_err(|_| AppError::JobNotFound(id.chars().take(64).collect()))
+}
+
+fn current(engine: &JobEngine, id: &str) -> Result<(JobId, Snapshot), AppError> {
+    let job = parse_id(id)?;
+    let snapshot = engine.snapshot(job).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    Ok((job, Snapshot::clone(&snapshot)))
+}
+
+/// Lists the job kinds with the JSON Schema and defaults of their params.
+#[utoipa::path(get, path = "/api/job-kinds", tag = "jobs",
+    responses((status = 200, description = "The kinds", body = KindList)))]
+pub async fn list_kinds(State(engine): State<JobEngine>) -> Json<KindList> {
+    Json(KindList { kinds: engine.kind_descriptions() })
+}
+
+/// Starts a job: `202 Accepted` with its status resource in `Location`, or with
+/// `?stream=true` its event stream in this very response.
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs", params(StartQuery), request_body = StartRequest,
+    responses(
+        (status = 202, description = "Accepted; poll `Location` or follow `links.events`", body = JobResource,
+            headers(("Location" = String, description = "The job's status resource"))),
+        (status = 200, description = "With `?stream=true`: the job's events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed JSON or query", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as JSON", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind or params that do not fit", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many jobs; see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn start_job(
+    State(engine): State<JobEngine>,
+    ApiQuery(query): ApiQuery<StartQuery>,
+    ApiJson(request): ApiJson<StartRequest>,
+) -> Result<Response, AppError> {
+    let id = engine.start(&request.kind, request.params)?;
+    let location = HeaderValue::from_str(&status_url(id)).map_err(|_| AppError::JobNotFound(id.to_string()))?;
+    if query.stream {
+        // The stream's first event is the job's `pending` state, whose `id` field names the job:
+        // a client that loses this connection re-attaches to `links.events` with Last-Event-ID.
+        let subscription = engine.subscribe(id, None).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+        let stream = event_stream(subscription).take_until(engine.shutdown_token().cancelled_owned());
+        let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+        return Ok((
+            [
+                (header::LOCATION, location),
+                (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+            ],
+            sse,
+        )
+            .into_response());
+    }
+    let snapshot = engine.snapshot(id).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(resource(&snapshot))).into_response())
+}
+
+/// The job's current state. While it is pending or running, `Retry-After` says when to ask again.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The job's state", body = JobResource,
+            headers(("Retry-After" = u64, description = "Seconds until it is worth asking again; only while the job has not ended"))),
+        (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let (job, snapshot) = current(&engine, &id)?;
+    let mut headers = HeaderMap::new();
+    if let Some(wait) = engine.poll_after(job) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+    }
+    Ok((headers, Json(resource(&snapshot))).into_response())
+}
+
+/// The job's result once it completed; `409` with `Retry-After` while it runs, `409` naming the
+/// outcome when it failed or was cancelled.
+#[utoipa::path(get, path = "/api/jobs/{id}/result", tag = "jobs", params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "The result", body = JobResult),
+        (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not ready yet (see Retry-After), or the job failed or was cancelled", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_result(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Json<JobResult>, AppError> {
+    let (job, snapshot) = current(&engine, &id)?;
+    match snapshot.status {
+        JobStatus::Completed => Ok(Json(JobResult {
+            id: job,
+            kind: snapshot.kind,
+            result: snapshot.data.unwrap_or(Value::Null),
+        })),
+        JobStatus::Pending | JobStatus::Running => Err(AppError::ResultNotReady {
+            status: snapshot.status,
+            progress: snapshot.progress,
+            retry_after: engine.poll_after(job).unwrap_or(std::time::Duration::from_secs(1)),
+        }),
+        JobStatus::Failed | JobStatus::Cancelled => Err(AppError::NoResult {
+            status: snapshot.status,
+            error: snapshot.error,
+        }),
+    }
+}
+
+/// Asks the job to stop. `202` while it stops; `200` when it had already ended (nothing changes).
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 202, description = "The job was told to stop", body = CancelResponse),
+        (status = 200, description = "The job had already ended; nothing changed", body = CancelResponse),
+        (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel_job(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let job = parse_id(&id)?;
+    let outcome = engine.cancel(job).ok_or_else(|| AppError::JobNotFound(id.clone()))?;
+    let (_, snapshot) = current(&engine, &id)?;
+    let (status, message) = match outcome {
+        CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
+        CancelOutcome::AlreadyEnded(status) => {
+            (StatusCode::OK, format!("the job had already ended ({status}); nothing changed"))
+        }
+    };
+    Ok((status, Json(CancelResponse { message, job: resource(&snapshot) })).into_response())
+}

@@ -1,0 +1,46 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers' and types' own
+//! annotations so that it cannot drift from the code. Served at `/api/openapi.json`.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{api, error, events};
+use crate::jobs::KindDescription;
+use crate::model::{JobStatus, Snapshot};
+
+/// The API's description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sse-progress",
+        description = "Start long-running jobs, follow their progress (poll with Retry-After, or \
+                       stream Server-Sent Events), fetch their results, cancel them."
+    ),
+    paths(
+        api::list_kinds,
+        api::start_job,
+        api::get_job,
+        api::get_result,
+        api::cancel_job,
+        events::job_events
+    ),
+    components(schemas(
+        Snapshot,
+        JobStatus,
+        KindDescription,
+        error::Problem,
+        api::StartRequest,
+        api::JobResource,
+        api::Link,
+        api::KindList,
+        api::JobResult,
+        api::CancelResponse
+    )),
+    tags((name = "jobs", description = "Jobs and their progress"))
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
