@@ -35,6 +35,7 @@ pub struct StartRequest {
 
 /// The query of `POST /api/jobs`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StartQuery {
     /// `true`: answer with the job's event stream instead of `202` (synchronous streaming).
     #[serde(default)]

@@ -1,12 +1,10 @@
-//! Extractors whose rejections are problem documents that say what was wrong, and the
-//! middleware that turns axum's bare 405s into the same.
+//! Extractors whose rejections are problem documents that say what was wrong, and the 405
+//! fallback that does the same for a wrong method.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::AppError;
@@ -58,20 +56,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Turns axum's empty 405 answers into problem documents that name the allowed methods.
-pub async fn explain_method_not_allowed(request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
-    let response = next.run(request).await;
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED
-        || response.headers().get(header::CONTENT_TYPE).is_some()
-    {
-        return response;
+/// A fallback for a route's other methods: `405` with a problem document naming the methods
+/// the route takes (`allowed`, e.g. `"GET, HEAD"`), also in the `Allow` header.
+pub fn only(
+    allowed: &'static str,
+) -> impl Fn(Method) -> std::future::Ready<AppError> + Clone + Send + Sync + 'static {
+    move |method: Method| {
+        std::future::ready(AppError::MethodNotAllowed {
+            method: method.to_string(),
+            allowed: allowed.to_string(),
+        })
     }
-    let allowed = response
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    AppError::MethodNotAllowed { method, allowed }.into_response()
 }

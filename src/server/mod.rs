@@ -17,7 +17,8 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{any, get, post};
-use axum::{middleware, Router};
+use axum::Router;
+use extract::only;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
@@ -34,15 +35,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// The JSON and SSE API, with problem documents for every error.
 fn api_router() -> Router<AppState> {
     Router::new()
-        .route("/api/job-kinds", get(api::list_kinds))
-        .route("/api/jobs", post(api::start_job))
-        .route("/api/jobs/{id}", get(api::get_job).delete(api::cancel_job))
-        .route("/api/jobs/{id}/result", get(api::get_result))
-        .route("/api/jobs/{id}/events", get(events::job_events))
-        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/job-kinds", get(api::list_kinds).fallback(only("GET, HEAD")))
+        .route("/api/jobs", post(api::start_job).fallback(only("POST")))
+        .route(
+            "/api/jobs/{id}",
+            get(api::get_job).delete(api::cancel_job).fallback(only("GET, HEAD, DELETE")),
+        )
+        .route("/api/jobs/{id}/result", get(api::get_result).fallback(only("GET, HEAD")))
+        .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))
+        .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
         .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        .layer(middleware::from_fn(extract::explain_method_not_allowed))
 }
 
 /// The whole application: pages, server functions, and the API routes.
