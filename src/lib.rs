@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`model`]: the serde types both sides share (`JobId`, `JobStatus`, `Snapshot`).
 //! - [`jobs`] (server): the job engine; imports neither axum nor Leptos.
-//! - [`server`] (server): axum router, application state, the SSE route, errors, config.
+//! - [`server`] (server): axum router, the REST API, the SSE route, OpenAPI, errors, config.
+//! - [`cli`] (server): the terminal client, `sse-progress watch` and `sse-progress run`.
 //! - [`server_fns`]: the Leptos server functions (`start_job`, `job_snapshot`, `job_kinds`).
 //! - [`app`]: the HTML shell, `<App/>` and its routes.
 //! - [`pages`]: one module per route.
@@ -13,6 +14,8 @@
 //! - [`hooks`]: `use_sse_progress`, the reactive view of one job's stream.
 
 pub mod app;
+#[cfg(feature = "ssr")]
+pub mod cli;
 pub mod components;
 pub mod hooks;
 #[cfg(feature = "ssr")]

@@ -1,13 +1,17 @@
-//! The `sse-progress` server: reads its configuration, starts the job engine, serves the app
-//! where `LEPTOS_SITE_ADDR` says, and shuts down gracefully on Ctrl-C or SIGTERM.
+//! The `sse-progress` binary: serves the app (the default), or, as `watch` / `run`, follows a
+//! job in the terminal. Serving reads its configuration, starts the job engine, listens where
+//! `LEPTOS_SITE_ADDR` says, and shuts down gracefully on Ctrl-C or SIGTERM.
 
+use std::process::ExitCode;
+
+use clap::Parser;
 use leptos::config::get_configuration;
+use sse_progress::cli::{self, Cli, Command};
 use sse_progress::jobs::{kinds, JobEngine};
 use sse_progress::server::{self, config::engine_config_from_env, AppState};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
@@ -28,4 +32,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server::serve(listener, state, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => match serve().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sse-progress: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Watch { target, server } => match cli::events_url(&target, &server) {
+            Ok(url) => cli::watch(url).await.exit_code(),
+            Err(e) => {
+                eprintln!("sse-progress watch: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { kind, params, server } => cli::run(&server, &kind, params).await.exit_code(),
+    }
 }

@@ -87,6 +87,28 @@ test.describe("a job's live progress", () => {
   });
 });
 
+test.describe("cancelling", () => {
+  test("Cancel in the browser ends the job as cancelled, and every view agrees", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    const id = await job.startJob("ticker");
+    await expect(job.stepLabel).toHaveText(/^Step \d+ of 10: Tick \d+$/);
+    await job.cancel.click();
+
+    await job.waitForStatus("Cancelled");
+    await expect(page.getByRole("status").filter({ hasText: "Cancelled" })).toBeVisible();
+    await expect(job.bar).toHaveAttribute("aria-valuetext", /^\d+%, cancelled$/);
+    expect(await job.percent()).toBeLessThan(100);
+    await expect(job.cancel).toHaveCount(0);
+    await expect(job.start).toBeEnabled();
+
+    const state = await (await page.request.get(`/api/jobs/${id}`)).json();
+    expect(state.status).toBe("cancelled");
+    await page.reload();
+    await job.waitForStatus("Cancelled");
+  });
+});
+
 test.describe("the connection", () => {
   test("a dropped stream says Reconnecting..., then Connection lost, and Try again carries on", async ({ page }) => {
     const job = new JobPage(page);

@@ -1,6 +1,7 @@
 //! The UI's building blocks, one component per module. Each takes signals, so any source of
 //! job state (the `use_sse_progress` hook, a test, a demo) can drive it.
 
+mod cancel_button;
 mod connection_notice;
 mod job_outcome;
 mod progress_bar;
@@ -8,6 +9,7 @@ mod start_job_form;
 mod status_badge;
 mod step_label;
 
+pub use cancel_button::CancelButton;
 pub use connection_notice::ConnectionNotice;
 pub use job_outcome::JobOutcome;
 pub use progress_bar::ProgressBar;

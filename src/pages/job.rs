@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use super::set_not_found_status;
-use crate::components::{ConnectionNotice, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
+use crate::components::{CancelButton, ConnectionNotice, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
 use crate::hooks::{use_sse_progress_with_options, UseSseProgressOptions};
 use crate::model::{JobStatus, Snapshot};
 use crate::server_fns::job_snapshot;
@@ -61,12 +61,15 @@ fn JobView(initial: Snapshot) -> impl IntoView {
                     <StatusBadge status=job.status/>
                 </header>
                 <ProgressBar progress=job.progress status=job.status step=job.step/>
-                <div class="space-y-1">
+                <div class="flex flex-wrap items-start justify-between gap-3">
+                  <div class="min-w-0 flex-1 space-y-1">
                     <StepLabel step=job.step status=job.status/>
                     // A failure's message is its error, shown in the outcome below.
                     <p data-testid="job-message" class="min-h-5 text-sm text-slate-600 dark:text-slate-400">
                         {move || (job.status.get() != Some(JobStatus::Failed)).then(|| job.message.get())}
                     </p>
+                  </div>
+                  <CancelButton id=id active=busy/>
                 </div>
                 <ConnectionNotice connection=job.connection reconnect=job.reconnect/>
                 <JobOutcome status=job.status result=job.result error=job.error/>

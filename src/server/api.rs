@@ -7,15 +7,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::events::{event_stream, KEEP_ALIVE};
+use super::events::sse_response;
 use super::extract::{ApiJson, ApiQuery};
 use super::AppError;
 use crate::jobs::{CancelOutcome, JobEngine, KindDescription};
@@ -150,16 +148,9 @@ pub async fn start_job(
         // The stream's first event is the job's `pending` state, whose `id` field names the job:
         // a client that loses this connection re-attaches to `links.events` with Last-Event-ID.
         let subscription = engine.subscribe(id, None).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
-        let stream = event_stream(subscription).take_until(engine.shutdown_token().cancelled_owned());
-        let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
-        return Ok((
-            [
-                (header::LOCATION, location),
-                (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
-            ],
-            sse,
-        )
-            .into_response());
+        let mut response = sse_response(&engine, subscription);
+        response.headers_mut().insert(header::LOCATION, location);
+        return Ok(response);
     }
     let snapshot = engine.snapshot(id).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(resource(&snapshot))).into_response())

@@ -31,6 +31,8 @@ fn read<T: std::str::FromStr>(
 /// - `SSE_PROGRESS_REPLAY_CAPACITY`: events kept per job for replay (1-100000).
 /// - `SSE_PROGRESS_RETENTION_SECS`: how long ended jobs are kept, in seconds (1-604800).
 /// - `SSE_PROGRESS_MAX_JOBS`: most jobs kept at once (1-10000000).
+/// - `SSE_PROGRESS_MAX_RUNNING`: most jobs running at once (1-100000).
+/// - `SSE_PROGRESS_MAX_QUEUED`: most jobs waiting for a slot (0-1000000).
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     let mut config = EngineConfig::default();
     if let Some(n) = read::<usize>(
@@ -53,6 +55,20 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
         |n| (1..=10_000_000).contains(n),
     )? {
         config.max_jobs = n;
+    }
+    if let Some(n) = read::<usize>(
+        "SSE_PROGRESS_MAX_RUNNING",
+        "a whole number from 1 to 100000",
+        |n| (1..=100_000).contains(n),
+    )? {
+        config.max_running = n;
+    }
+    if let Some(n) = read::<usize>(
+        "SSE_PROGRESS_MAX_QUEUED",
+        "a whole number from 0 to 1000000",
+        |n| *n <= 1_000_000,
+    )? {
+        config.max_queued = n;
     }
     Ok(config)
 }

@@ -87,13 +87,19 @@ pub async fn job_events(
     let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;
     let after = resume_point(&headers, &query)?;
     let subscription = engine.subscribe(job, after).ok_or(AppError::JobNotFound(id))?;
+    Ok(sse_response(&engine, subscription))
+}
+
+/// The SSE response for a subscription: the stream below with keep-alives and the headers
+/// that stop proxies from buffering it; it ends early when the server shuts down.
+pub fn sse_response(engine: &JobEngine, subscription: Subscription) -> Response {
     let stream = event_stream(subscription).take_until(engine.shutdown_token().cancelled_owned());
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
-    Ok((
+    (
         [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
         sse,
     )
-        .into_response())
+        .into_response()
 }
 
 enum Phase {
