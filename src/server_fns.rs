@@ -18,9 +18,13 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 /// router follows the same redirect on the client side.
 #[server(endpoint = "start_job")]
 pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
-    let id = engine()?
-        .start(&kind, serde_json::Value::Null)
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let id = engine()?.start(&kind, serde_json::Value::Null).map_err(|e| {
+        // Bad input is the client's error, never a 500.
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        ServerFnError::new(e.to_string())
+    })?;
     leptos_axum::redirect(&format!("/jobs/{id}"));
     Ok(id)
 }

@@ -247,3 +247,31 @@ async fn shutdown_stops_running_jobs_and_refuses_new_ones() {
     assert_eq!(engine.snapshot(id).expect("kept").status, JobStatus::Cancelled);
     assert_eq!(engine.start("ticker", json!({})), Err(StartError::ShuttingDown));
 }
+
+#[tokio::test(start_paused = true)]
+async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs() {
+    let engine = engine_with(EngineConfig { max_running: 1, max_queued: 2, ..Default::default() });
+    let slow = json!({"steps": 2, "interval_ms": 100});
+    let first = engine.start("ticker", slow.clone()).expect("runs");
+    let second = engine.start("ticker", slow.clone()).expect("queued");
+    let third = engine.start("ticker", slow.clone()).expect("queued");
+    let full = engine.start("ticker", slow.clone()).expect_err("queue full");
+    assert_eq!(full, StartError::QueueFull { running: 1, queued: 2 });
+    let waiting = |id| engine.snapshot(id).expect("kept");
+    assert_eq!((waiting(second).status, waiting(second).queue_position), (JobStatus::Pending, Some(1)));
+    assert_eq!(waiting(third).queue_position, Some(2));
+
+    assert_eq!(engine.cancel(second), Some(CancelOutcome::Requested));
+    assert_eq!(waiting(second).status, JobStatus::Cancelled, "a waiting job ends at once");
+    assert_eq!(waiting(third).queue_position, Some(1), "the one behind moves up");
+
+    let first_done = collect(engine.subscribe(first, None).expect("kept")).await;
+    let third_done = collect(engine.subscribe(third, None).expect("kept")).await;
+    assert_eq!(first_done.last().expect("events").snapshot().status, JobStatus::Completed);
+    let third_done = events(&third_done);
+    assert_eq!(third_done.last().expect("events").status, JobStatus::Completed);
+    assert!(third_done.iter().any(|s| s.status == JobStatus::Running && s.queue_position.is_none()));
+    // The cancelled waiter's code never ran: it never left `pending`.
+    let second_all = events(&collect(engine.subscribe(second, None).expect("kept")).await);
+    assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
+}
