@@ -9,19 +9,20 @@ use leptos::config::get_configuration;
 use sse_progress::cli::{self, Cli, Command};
 use sse_progress::jobs::{kinds, JobEngine};
 use sse_progress::server::{self, config::engine_config_from_env, AppState};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
-        )
+    let engine = JobEngine::new(engine_config_from_env()?, kinds::builtin());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter))
+        .with(engine.log_layer())
         .init();
 
     let conf = get_configuration(None)?;
     let addr = conf.leptos_options.site_addr;
-    let engine = JobEngine::new(engine_config_from_env()?, kinds::builtin());
     let state = AppState {
         leptos_options: conf.leptos_options,
         engine,

@@ -114,6 +114,9 @@ pub struct Snapshot {
     pub message: String,
     /// Server time this state was produced, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// Log lines the job's code wrote past its log bounds, which nobody will see.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logs_dropped: u64,
     /// While the job waits in the queue: its place in it, 1 being next to start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
@@ -140,6 +143,7 @@ impl Snapshot {
             step_count: 0,
             message: "Waiting to start".into(),
             ts,
+            logs_dropped: 0,
             queue_position: None,
             data: None,
             error: None,
@@ -169,6 +173,60 @@ impl Snapshot {
     pub fn percent(&self) -> u8 {
         percent(self.progress)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How serious a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Something went wrong.
+    Error,
+    /// Something may be wrong.
+    Warn,
+    /// What the job is doing.
+    Info,
+    /// Detail for developers.
+    Debug,
+    /// Finer detail.
+    Trace,
+}
+
+impl LogLevel {
+    /// The lower-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// A line the job's own code logged (with `tracing`), as its viewers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct LogLine {
+    /// The job's sequence number of this event.
+    pub seq: u64,
+    /// When it was logged, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// How serious it is.
+    pub level: LogLevel,
+    /// Where in the code it came from (the module path).
+    pub target: String,
+    /// The message.
+    pub message: String,
+    /// The other fields of the event, by name.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub fields: serde_json::Map<String, Value>,
 }
 
 /// "Step 2 of 4: Processing", "Step 2: Processing" when the count is unknown, or `None`

@@ -4,7 +4,9 @@
 
 use leptos::prelude::*;
 
-use crate::model::{JobId, KindInfo, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{JobId, KindInfo, LogLine, Snapshot};
 
 #[cfg(feature = "ssr")]
 fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
@@ -29,13 +31,39 @@ pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
     Ok(id)
 }
 
-/// The current state of a job, or `None` when there is no such job (or the id is not one).
+/// A job as its page first shows it: its state and its recent log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPageData {
+    /// The job's current state.
+    pub state: Snapshot,
+    /// Its newest log lines still kept, oldest first.
+    pub logs: Vec<LogLine>,
+}
+
+/// Log lines a job page is rendered with, at most.
+pub const PAGE_LOG_LINES: usize = 200;
+
+/// The current state of a job and its recent log lines, or `None` when there is no such job
+/// (or the id is not one).
 #[server(endpoint = "job_snapshot")]
-pub async fn job_snapshot(id: String) -> Result<Option<Snapshot>, ServerFnError> {
+pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnError> {
     let Ok(id) = id.parse::<JobId>() else {
         return Ok(None);
     };
-    Ok(engine()?.snapshot(id).map(|s| Snapshot::clone(&s)))
+    let engine = engine()?;
+    // The lines first: the state read after them is at least as new, so resuming after the
+    // state's `seq` misses nothing.
+    let Some((lines, _)) = engine.log_lines(id, 0) else {
+        return Ok(None);
+    };
+    let Some(state) = engine.snapshot(id) else {
+        return Ok(None);
+    };
+    let skip = lines.len().saturating_sub(PAGE_LOG_LINES);
+    Ok(Some(JobPageData {
+        state: Snapshot::clone(&state),
+        logs: lines.iter().skip(skip).map(|l| LogLine::clone(l)).collect(),
+    }))
 }
 
 /// The kinds a person may start.

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{StatusCode, Url};
 
-use crate::model::{JobId, JobStatus, Snapshot};
+use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
 /// Attempts to re-attach after a dropped stream before giving up.
 const MAX_RETRIES: u32 = 8;
@@ -72,6 +72,22 @@ impl Display {
         }
     }
 
+    fn log(&self, line: &LogLine) {
+        let fields: Vec<String> = line.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let text = format!(
+            "{} {:<5} {} {}",
+            crate::components::clock(line.ts),
+            line.level.as_str().to_uppercase(),
+            line.message,
+            fields.join(" ")
+        );
+        if self.bar.is_hidden() {
+            println!("{}", text.trim_end());
+        } else {
+            self.bar.println(text.trim_end());
+        }
+    }
+
     fn note(&self, text: &str) {
         if self.bar.is_hidden() {
             eprintln!("{text}");
@@ -110,11 +126,13 @@ pub async fn watch(url: Url) -> Outcome {
     let client = reqwest::Client::new();
     let display = Display::new();
     let mut last: Option<Snapshot> = None;
+    // The newest event seen, state or log line: where a re-attached stream resumes.
+    let mut cursor = 0u64;
     let mut attempt = 0u32;
     loop {
         let mut request = client.get(url.clone()).header("accept", "text/event-stream");
-        if let Some(s) = &last {
-            request = request.header("last-event-id", s.seq.to_string());
+        if cursor > 0 {
+            request = request.header("last-event-id", cursor.to_string());
         }
         match request.send().await {
             Ok(response) if response.status() == StatusCode::OK => {
@@ -125,10 +143,20 @@ pub async fn watch(url: Url) -> Outcome {
                         "end" => return display.finish(last.as_ref()),
                         "pending" | "progress" | "completed" | "failed" | "cancelled" | "reset" => {
                             if let Ok(state) = serde_json::from_str::<Snapshot>(&event.data) {
-                                if last.as_ref().is_none_or(|l| state.seq > l.seq) {
+                                if state.seq > cursor {
                                     attempt = 0;
+                                    cursor = state.seq;
                                     display.show(&state);
                                     last = Some(state);
+                                }
+                            }
+                        }
+                        "log" => {
+                            if let Ok(line) = serde_json::from_str::<LogLine>(&event.data) {
+                                if line.seq > cursor {
+                                    attempt = 0;
+                                    cursor = line.seq;
+                                    display.log(&line);
                                 }
                             }
                         }

@@ -17,6 +17,8 @@ pub(crate) struct Handlers {
     pub on_open: Box<dyn Fn()>,
     /// A state event arrived; the argument is its `data:`.
     pub on_state: Box<dyn Fn(String)>,
+    /// A log line arrived; the argument is its `data:`.
+    pub on_log: Box<dyn Fn(String)>,
     /// The server said the stream is complete (`event: end`).
     pub on_end: Box<dyn Fn()>,
     /// The connection failed or dropped. The browser's own retry is stopped: the owner
@@ -41,6 +43,7 @@ impl Connection {
         let Handlers {
             on_open,
             on_state,
+            on_log,
             on_end,
             on_error,
         } = handlers;
@@ -58,6 +61,14 @@ impl Connection {
                 }),
             ));
         }
+        listeners.push((
+            "log",
+            Closure::new(move |e: Event| {
+                if let Some(data) = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) {
+                    on_log(data);
+                }
+            }),
+        ));
         listeners.push(("end", Closure::new(move |_: Event| on_end())));
         {
             let source = source.clone();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use serde_json::Value;
 
-use crate::model::{JobId, JobStatus, Snapshot};
+use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
 /// The connection to the job's stream, as a person would describe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,11 @@ pub struct UseSseProgressOptions {
     /// first paint is the job's real state and the stream resumes after its `seq`.
     /// Default: `None` (start empty, replay the job's events from the beginning).
     pub initial: Option<Snapshot>,
+    /// Log lines to start from, e.g. the recent lines the server rendered the page with.
+    /// Default: none.
+    pub initial_logs: Vec<LogLine>,
+    /// The newest log lines kept in [`UseSseProgressReturn::logs`]. Default: 500.
+    pub max_log_lines: usize,
     /// The path the job's events are under: the hook opens `{events_base}/{id}/events`.
     /// Default: `"/api/jobs"`.
     pub events_base: String,
@@ -64,6 +69,8 @@ impl Default for UseSseProgressOptions {
     fn default() -> Self {
         Self {
             initial: None,
+            initial_logs: Vec::new(),
+            max_log_lines: 500,
             events_base: "/api/jobs".into(),
             max_retries: 6,
             retry_delay: Duration::from_millis(500),
@@ -76,6 +83,12 @@ impl UseSseProgressOptions {
     /// Starts from `snapshot` (see [`initial`](Self::initial)).
     pub fn initial(mut self, snapshot: Snapshot) -> Self {
         self.initial = Some(snapshot);
+        self
+    }
+
+    /// Starts with these log lines (see [`initial_logs`](Self::initial_logs)).
+    pub fn initial_logs(mut self, lines: Vec<LogLine>) -> Self {
+        self.initial_logs = lines;
         self
     }
 
@@ -116,6 +129,10 @@ pub struct UseSseProgressReturn {
     pub result: Signal<Option<Value>>,
     /// The job's error message, once it failed.
     pub error: Signal<Option<String>>,
+    /// The job's newest log lines, oldest first (at most `max_log_lines`).
+    pub logs: Signal<Vec<LogLine>>,
+    /// How many log lines the job wrote past its bounds (nobody sees those).
+    pub logs_dropped: Signal<u64>,
     /// The stream's connection state.
     pub connection: Signal<ConnectionState>,
     /// Closes the stream and stops retrying. The signals keep their last values.
@@ -156,9 +173,10 @@ pub fn use_sse_progress_with_options(
         _ => ConnectionState::Connecting,
     };
     let state = RwSignal::new(options.initial.clone());
+    let logs = RwSignal::new(options.initial_logs.clone());
     let connection = RwSignal::new(initial_connection);
 
-    let (close, reconnect) = transport::start(job_id, state, connection, options);
+    let (close, reconnect) = transport::start(job_id, state, logs, connection, options);
 
     UseSseProgressReturn {
         snapshot: state.into(),
@@ -176,6 +194,8 @@ pub fn use_sse_progress_with_options(
         message: Signal::derive(move || state.with(|s| s.as_ref().map(|s| s.message.clone()).unwrap_or_default())),
         result: Signal::derive(move || state.with(|s| s.as_ref().and_then(|s| s.data.clone()))),
         error: Signal::derive(move || state.with(|s| s.as_ref().and_then(|s| s.error.clone()))),
+        logs: logs.into(),
+        logs_dropped: Signal::derive(move || state.with(|s| s.as_ref().map_or(0, |s| s.logs_dropped))),
         connection: connection.into(),
         close,
         reconnect,
@@ -198,6 +218,7 @@ mod transport {
     pub(super) fn start(
         _job_id: Signal<Option<JobId>>,
         _state: RwSignal<Option<Snapshot>>,
+        _logs: RwSignal<Vec<LogLine>>,
         _connection: RwSignal<ConnectionState>,
         _options: UseSseProgressOptions,
     ) -> (Callback<()>, Callback<()>) {
@@ -217,6 +238,7 @@ mod transport {
     struct Link {
         job_id: Signal<Option<JobId>>,
         state: RwSignal<Option<Snapshot>>,
+        logs: RwSignal<Vec<LogLine>>,
         connection: RwSignal<ConnectionState>,
         source: StoredValue<Option<Connection>, LocalStorage>,
         timer: StoredValue<Option<TimeoutHandle>, LocalStorage>,
@@ -256,15 +278,37 @@ mod transport {
             }
         }
 
+        /// The newest event this view has: where a new stream resumes.
+        fn cursor(self) -> u64 {
+            let state = self.state.with_untracked(|s| s.as_ref().map_or(0, |s| s.seq));
+            let log = self.logs.with_untracked(|l| l.last().map_or(0, |l| l.seq));
+            state.max(log)
+        }
+
+        fn add_log(self, line: LogLine) {
+            if line.seq <= self.cursor() {
+                return;
+            }
+            let max = self.options.with_value(|o| o.max_log_lines.max(1));
+            self.logs.update(|lines| {
+                lines.push(line);
+                if lines.len() > max {
+                    let extra = lines.len() - max;
+                    lines.drain(..extra);
+                }
+            });
+        }
+
         fn connect(self) {
             self.drop_source();
             let Some(id) = self.job_id.get_untracked() else {
                 self.connection.set(ConnectionState::Closed);
                 return;
             };
+            let cursor = self.cursor();
             let seen = self
                 .state
-                .with_untracked(|s| s.as_ref().filter(|s| s.id == id).map(|s| (s.seq, s.status.is_terminal())));
+                .with_untracked(|s| s.as_ref().filter(|s| s.id == id).map(|s| (cursor, s.status.is_terminal())));
             if let Some((_, true)) = seen {
                 self.connection.set(ConnectionState::Closed);
                 return;
@@ -284,6 +328,10 @@ mod transport {
                         self.apply(snapshot);
                     }
                     Err(e) => leptos::logging::warn!("ignoring an event that is not a job state: {e}"),
+                }),
+                on_log: Box::new(move |data: String| match serde_json::from_str::<LogLine>(&data) {
+                    Ok(line) => self.add_log(line),
+                    Err(e) => leptos::logging::warn!("ignoring a log event that does not parse: {e}"),
                 }),
                 on_end: Box::new(move || self.close()),
                 on_error: Box::new(move || self.retry()),
@@ -322,12 +370,14 @@ mod transport {
     pub(super) fn start(
         job_id: Signal<Option<JobId>>,
         state: RwSignal<Option<Snapshot>>,
+        logs: RwSignal<Vec<LogLine>>,
         connection: RwSignal<ConnectionState>,
         options: UseSseProgressOptions,
     ) -> (Callback<()>, Callback<()>) {
         let link = Link {
             job_id,
             state,
+            logs,
             connection,
             source: StoredValue::new_local(None),
             timer: StoredValue::new_local(None),
@@ -340,6 +390,7 @@ mod transport {
             let stale = state.with_untracked(|s| s.as_ref().is_some_and(|s| Some(s.id) != id));
             if stale {
                 state.set(None);
+                logs.set(Vec::new());
             }
             link.attempt.set_value(0);
             link.connect();

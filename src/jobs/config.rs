@@ -6,7 +6,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Events kept per job for replay to late or reconnecting subscribers. A subscriber that
-    /// asks for events older than this gets one `reset` snapshot instead. Default: 256.
+    /// asks for events older than this gets one `reset` snapshot instead. Default: 1 024.
     pub replay_capacity: usize,
     /// How long a job is kept after it ended, for pages, reconnects and late viewers.
     /// Default: 10 minutes.
@@ -17,6 +17,12 @@ pub struct EngineConfig {
     pub max_jobs: usize,
     /// How often ended jobs past their retention are swept away. Default: 30 seconds.
     pub sweep_interval: Duration,
+    /// Log lines a job may write over its life; later lines are dropped and counted (the
+    /// count is in the job's state as `logs_dropped`). Default: 1 000.
+    pub max_log_lines: usize,
+    /// Bytes of log messages and fields a job may write over its life; past it, as above.
+    /// Default: 256 KiB.
+    pub max_log_bytes: usize,
     /// Most jobs running at once. Further jobs wait in a queue, `pending`, with their position.
     /// Default: 64.
     pub max_running: usize,
@@ -31,10 +37,12 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            replay_capacity: 256,
+            replay_capacity: 1024,
             retention: Duration::from_secs(600),
             max_jobs: 10_000,
             sweep_interval: Duration::from_secs(30),
+            max_log_lines: 1_000,
+            max_log_bytes: 256 * 1024,
             max_running: 64,
             max_queued: 1_000,
             cancel_grace: Duration::from_secs(5),

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::instrument::{Instrument, WithSubscriber};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::record::JobRecord;
+use super::logs::{JobLogLayer, JOB_SPAN};
+use super::record::{JobRecord, RecordLimits};
 use super::registry::{JobFuture, KindDescription, KindRegistry};
 use super::scheduler::{Admission, Admitted, Scheduler};
 use super::{EngineConfig, JobError, ProgressReporter, StartError, Subscription};
-use crate::model::{JobId, JobStatus, KindInfo, Snapshot};
+use crate::model::{JobId, JobStatus, KindInfo, LogLine, Snapshot};
 
 /// Runs jobs and remembers them. Cheap to clone: an `Arc` inside.
 #[derive(Clone)]
@@ -22,7 +24,7 @@ pub struct JobEngine {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: EngineConfig,
     kinds: KindRegistry,
     jobs: Mutex<HashMap<JobId, Arc<JobRecord>>>,
@@ -62,6 +64,21 @@ impl JobEngine {
     fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, Arc<JobRecord>>> {
         // Only inserts, removals and look-ups happen under this lock: never inconsistent.
         self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A `tracing` layer that sends what each job's code logs to that job's viewers. Add it to
+    /// the process's subscriber (it filters itself: INFO and above, inside job spans only).
+    pub fn log_layer<S>(&self) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        JobLogLayer::new(Arc::downgrade(&self.inner)).with_filter()
+    }
+
+    /// The log lines of a job still kept after sequence `after`, and how many it dropped.
+    /// `None` for an unknown job.
+    pub fn log_lines(&self, id: JobId, after: u64) -> Option<(Vec<Arc<LogLine>>, u64)> {
+        self.record(id).map(|r| r.log_lines_after(after))
     }
 
     /// The kinds this engine can run.
@@ -104,12 +121,13 @@ impl JobEngine {
         }
 
         let id = JobId::new_random();
-        let record = Arc::new(JobRecord::new(
-            id,
-            name,
-            self.inner.config.replay_capacity,
-            self.inner.shutdown.child_token(),
-        ));
+        let config = &self.inner.config;
+        let limits = RecordLimits {
+            replay_capacity: config.replay_capacity,
+            max_log_lines: config.max_log_lines,
+            max_log_bytes: config.max_log_bytes,
+        };
+        let record = Arc::new(JobRecord::new(id, name, limits, self.inner.shutdown.child_token()));
         {
             let mut jobs = self.jobs();
             if jobs.len() >= self.inner.config.max_jobs && !evict_oldest_ended(&mut jobs) {
@@ -120,7 +138,10 @@ impl JobEngine {
             jobs.insert(id, record.clone());
         }
         let reporter = ProgressReporter::new(record.clone());
-        let job = prepared(reporter.clone());
+        // Everything the job's code logs inside this span reaches the job's viewers
+        // (see `JobLogLayer`), with the subscriber of whoever started it.
+        let span = tracing::info_span!(JOB_SPAN, job_id = %id, kind = name);
+        let job: JobFuture = Box::pin(prepared(reporter.clone()).instrument(span).with_current_subscriber());
         let admitted = Admitted { record, reporter, job };
         match self.inner.scheduler.admit(admitted) {
             Ok(Admission::Run(job)) => Inner::launch(&self.inner, job),
@@ -208,6 +229,14 @@ impl JobEngine {
         self.jobs().get(&id).cloned()
     }
 
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    pub(crate) fn record_of(&self, id: JobId) -> Option<Arc<JobRecord>> {
+        self.record(id)
+    }
+
     /// Forgets ended jobs whose retention has passed. Returns how many it forgot.
     pub fn sweep(&self) -> usize {
         let retention = self.inner.config.retention;
@@ -231,7 +260,7 @@ impl JobEngine {
                     () = shutdown.cancelled() => return,
                 }
                 let Some(inner) = engine.upgrade() else { return };
-                let forgotten = JobEngine { inner }.sweep();
+                let forgotten = JobEngine::from_inner(inner).sweep();
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot ended jobs past their retention");
                 }

@@ -7,6 +7,8 @@
 //! - [`engine`]: [`JobEngine`], the cheap-to-clone handle: start, snapshot, subscribe, cancel,
 //!   shutdown, and the sweep that forgets ended jobs after their retention.
 //! - [`record`](self): one job's state, replay log and wake-up signal (private).
+//! - [`logs`]: [`logs::JobLogLayer`], the `tracing` layer that turns what a job's code logs into
+//!   `log` events on that job's stream.
 //! - [`subscription`]: [`Subscription`], replay after sequence N then the live tail.
 //! - [`reporter`]: [`ProgressReporter`], what a job's code reports through.
 //! - [`registry`]: [`KindRegistry`], job kinds by name with typed params.
@@ -41,6 +43,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod kinds;
+pub mod logs;
 mod record;
 pub mod registry;
 pub mod reporter;
@@ -55,4 +58,5 @@ pub use engine::{CancelOutcome, JobEngine};
 pub use error::{JobError, StartError};
 pub use registry::{JobParams, KindDescription, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
+pub use record::JobEvent;
 pub use subscription::{Delivery, Subscription};

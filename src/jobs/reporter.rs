@@ -145,6 +145,18 @@ impl ProgressReporter {
         }
     }
 
+    /// Runs CPU-heavy or blocking work on Tokio's blocking pool, inside the job's span, so
+    /// that what it logs still reaches the job's viewers. Await the handle for its value.
+    pub fn spawn_blocking<F, R>(&self, work: F) -> tokio::task::JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let span = tracing::Span::current();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, || span.in_scope(work)))
+    }
+
     /// Marks the job running (the engine does this before the job's code starts).
     pub(crate) fn mark_running(&self) {
         self.record.apply(|s| {

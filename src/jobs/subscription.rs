@@ -7,24 +7,35 @@ use std::sync::Arc;
 use futures::Stream;
 use tokio::sync::watch;
 
-use super::record::{CatchUp, JobRecord};
-use crate::model::Snapshot;
+use super::record::{CatchUp, JobEvent, JobRecord};
+use crate::model::{LogLine, Snapshot};
 
 /// One thing a subscriber is told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
-    /// The next event, in sequence.
+    /// The next event, a change of state, in sequence.
     Event(Arc<Snapshot>),
+    /// The next event, a log line, in sequence.
+    Log(Arc<LogLine>),
     /// The events the subscriber asked for are no longer kept (or its cursor made no sense):
     /// this is the whole current state, and the stream goes on from its `seq`.
     Reset(Arc<Snapshot>),
 }
 
 impl Delivery {
-    /// The state carried, whichever kind of delivery this is.
-    pub fn snapshot(&self) -> &Arc<Snapshot> {
+    /// The state carried, unless this is a log line.
+    pub fn state(&self) -> Option<&Arc<Snapshot>> {
         match self {
-            Self::Event(s) | Self::Reset(s) => s,
+            Self::Event(s) | Self::Reset(s) => Some(s),
+            Self::Log(_) => None,
+        }
+    }
+
+    /// The sequence number after which a subscriber that got this should resume.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Event(s) | Self::Reset(s) => s.seq,
+            Self::Log(l) => l.seq,
         }
     }
 }
@@ -36,7 +47,7 @@ pub struct Subscription {
     /// The sequence number of the last event handed out.
     cursor: u64,
     wake: watch::Receiver<u64>,
-    buffered: VecDeque<Arc<Snapshot>>,
+    buffered: VecDeque<JobEvent>,
     finished: bool,
 }
 
@@ -61,9 +72,14 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
             if let Some(event) = self.buffered.pop_front() {
-                self.cursor = event.seq;
-                self.finished = event.status.is_terminal();
-                return Some(Delivery::Event(event));
+                self.cursor = event.seq();
+                return Some(match event {
+                    JobEvent::State(state) => {
+                        self.finished = state.status.is_terminal();
+                        Delivery::Event(state)
+                    }
+                    JobEvent::Log(line) => Delivery::Log(line),
+                });
             }
             if self.finished {
                 return None;

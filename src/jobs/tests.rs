@@ -30,14 +30,16 @@ fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
     deliveries
         .iter()
         .map(|d| match d {
-            Delivery::Event(s) => s.clone(),
+            Delivery::Event(s) => Some(s.clone()),
+            Delivery::Log(_) => None,
             Delivery::Reset(s) => panic!("unexpected reset at seq {}", s.seq),
         })
+        .flatten()
         .collect()
 }
 
 fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
-    deliveries.iter().map(|d| d.snapshot().seq).collect()
+    deliveries.iter().map(Delivery::seq).collect()
 }
 
 async fn run_to_end(engine: &JobEngine, kind: &str, params: serde_json::Value) -> (JobId, Vec<Delivery>) {
@@ -68,7 +70,7 @@ async fn every_event_has_the_next_sequence_number_from_pending_to_completed() {
 async fn subscribing_after_n_yields_exactly_the_events_after_n() {
     let engine = engine();
     let (id, all) = run_to_end(&engine, "ticker", json!({"steps": 4, "interval_ms": 50})).await;
-    let newest = all.last().expect("events").snapshot().seq;
+    let newest = all.last().expect("events").seq();
     for after in [0, 1, 3, newest - 1] {
         let tail = collect(engine.subscribe(id, Some(after)).expect("job exists")).await;
         assert_eq!(seqs(&tail), ((after + 1)..=newest).collect::<Vec<_>>(), "after {after}");
@@ -100,10 +102,10 @@ async fn a_slow_subscriber_never_holds_the_job_back() {
     let id = engine.start("ticker", json!({"steps": 50, "interval_ms": 10})).expect("starts");
     let mut slow = engine.subscribe(id, None).expect("job exists");
     let first = slow.next().await.expect("pending event");
-    assert_eq!(first.snapshot().seq, 1);
+    assert_eq!(first.seq(), 1);
     // The slow subscriber reads nothing more while the whole job runs.
     let fast = collect(engine.subscribe(id, Some(1)).expect("job exists")).await;
-    assert_eq!(fast.last().expect("events").snapshot().status, JobStatus::Completed);
+    assert_eq!(fast.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     // Then it is told it fell behind, with the final state: no silent skip.
     let rest = collect(slow).await;
     assert!(matches!(&rest[..], [Delivery::Reset(s)] if s.status == JobStatus::Completed));
@@ -141,7 +143,7 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(engine.cancel(id), Some(CancelOutcome::Requested));
     let rest = collect(engine.subscribe(id, Some(engine.snapshot(id).expect("kept").seq - 1)).expect("job exists")).await;
-    let last = rest.last().expect("events").snapshot().clone();
+    let last = rest.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Cancelled);
     assert_eq!(last.step_index, 2, "the job stopped where it was");
     assert_eq!(engine.cancel(id), Some(CancelOutcome::AlreadyEnded(JobStatus::Cancelled)));
@@ -213,7 +215,7 @@ async fn the_checksum_job_does_real_work_and_returns_a_verified_digest() {
     }
     // Same seed, same data, same digest.
     let (_, again) = run_to_end(&engine, "checksum", params).await;
-    let again = again.last().expect("events").snapshot().clone();
+    let again = again.last().expect("events").state().expect("a state").clone();
     assert_eq!(again.data.as_ref().expect("a result")["sha256"], data["sha256"]);
 }
 
@@ -231,11 +233,11 @@ async fn a_panicking_job_fails_without_taking_the_engine_down() {
     });
     let engine = JobEngine::new(EngineConfig::default(), kinds);
     let (_, all) = run_to_end(&engine, "boom", json!(null)).await;
-    let last = all.last().expect("events").snapshot().clone();
+    let last = all.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Failed);
     assert!(last.error.as_deref().unwrap_or_default().contains("internal error"));
     let (_, ok) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
-    assert_eq!(ok.last().expect("events").snapshot().status, JobStatus::Completed);
+    assert_eq!(ok.last().expect("events").state().expect("a state").status, JobStatus::Completed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,7 +269,7 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs()
 
     let first_done = collect(engine.subscribe(first, None).expect("kept")).await;
     let third_done = collect(engine.subscribe(third, None).expect("kept")).await;
-    assert_eq!(first_done.last().expect("events").snapshot().status, JobStatus::Completed);
+    assert_eq!(first_done.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     let third_done = events(&third_done);
     assert_eq!(third_done.last().expect("events").status, JobStatus::Completed);
     assert!(third_done.iter().any(|s| s.status == JobStatus::Running && s.queue_position.is_none()));

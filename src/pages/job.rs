@@ -6,9 +6,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use super::set_not_found_status;
-use crate::components::{CancelButton, ConnectionNotice, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
+use crate::components::{CancelButton, ConnectionNotice, LogConsole, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
 use crate::hooks::{use_sse_progress_with_options, UseSseProgressOptions};
-use crate::model::{JobStatus, Snapshot};
+use crate::model::{JobStatus, LogLine, Snapshot};
 use crate::server_fns::job_snapshot;
 
 /// The job page.
@@ -23,7 +23,7 @@ pub fn JobPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="text-slate-500">"Loading job…"</p> }>
             {move || Suspend::new(async move {
                 match snapshot.await {
-                    Ok(Some(state)) => view! { <JobView initial=state/> }.into_any(),
+                    Ok(Some(job)) => view! { <JobView initial=job.state logs=job.logs/> }.into_any(),
                     Ok(None) => view! { <NoSuchJob/> }.into_any(),
                     Err(e) => view! { <LoadFailed message=e.to_string()/> }.into_any(),
                 }
@@ -34,12 +34,12 @@ pub fn JobPage() -> impl IntoView {
 
 /// A job that exists: its live progress.
 #[component]
-fn JobView(initial: Snapshot) -> impl IntoView {
+fn JobView(initial: Snapshot, logs: Vec<LogLine>) -> impl IntoView {
     let id = initial.id;
     let kind = initial.kind.clone();
     let job = use_sse_progress_with_options(
         Signal::stored(Some(id)),
-        UseSseProgressOptions::default().initial(initial),
+        UseSseProgressOptions::default().initial(initial).initial_logs(logs),
     );
     let busy = Signal::derive(move || !job.status.get().is_some_and(|s| s.is_terminal()));
 
@@ -73,6 +73,7 @@ fn JobView(initial: Snapshot) -> impl IntoView {
                 </div>
                 <ConnectionNotice connection=job.connection reconnect=job.reconnect/>
                 <JobOutcome status=job.status result=job.result error=job.error/>
+                <LogConsole lines=job.logs dropped=job.logs_dropped/>
             </article>
         </section>
     }

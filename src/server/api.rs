@@ -17,7 +17,7 @@ use super::events::sse_response;
 use super::extract::{ApiJson, ApiQuery};
 use super::AppError;
 use crate::jobs::{CancelOutcome, JobEngine, KindDescription};
-use crate::model::{JobId, JobStatus, Snapshot};
+use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
 /// What `POST /api/jobs` takes.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -198,6 +198,52 @@ pub async fn get_result(State(engine): State<JobEngine>, Path(id): Path<String>)
             error: snapshot.error,
         }),
     }
+}
+
+/// The query of `GET /api/jobs/{id}/logs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only lines after this sequence number (0, the default, for all that are kept).
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// A job's recent log lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLogs {
+    /// The job.
+    pub id: JobId,
+    /// The lines kept after `after`, oldest first (the newest ones the replay log holds).
+    pub lines: Vec<LogLine>,
+    /// Lines the job wrote past its log bounds, which nobody will see.
+    pub dropped: u64,
+    /// Ask again with this as `after` for only newer lines.
+    pub next_after: u64,
+}
+
+/// The job's recent log lines after sequence `after`.
+#[utoipa::path(get, path = "/api/jobs/{id}/logs", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"), LogsQuery),
+    responses(
+        (status = 200, description = "The lines", body = JobLogs),
+        (status = 400, description = "`after` is not a whole number", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_logs(
+    State(engine): State<JobEngine>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Json<JobLogs>, AppError> {
+    let job = parse_id(&id)?;
+    let (lines, dropped) = engine.log_lines(job, query.after).ok_or(AppError::JobNotFound(id))?;
+    let next_after = lines.last().map_or(query.after, |l| l.seq);
+    Ok(Json(JobLogs {
+        id: job,
+        lines: lines.iter().map(|l| LogLine::clone(l)).collect(),
+        dropped,
+        next_after,
+    }))
 }
 
 /// Asks the job to stop. `202` while it stops; `200` when it had already ended (nothing changes).

@@ -3,8 +3,9 @@
 //! Wire format, one SSE event per job event:
 //! - `id:` the job's sequence number, so the browser's `Last-Event-ID` resumes exactly;
 //! - `event:` `pending`, `progress`, `completed`, `failed`, `cancelled`, or `reset` (the
-//!   client's resume point is no longer in the replay log: here is the whole state);
-//! - `data:` the job's [`Snapshot`](crate::model::Snapshot) as one JSON object.
+//!   client's resume point is no longer in the replay log: here is the whole state), with the
+//!   job's [`Snapshot`](crate::model::Snapshot) as `data:`; or `log`, a line the job's code
+//!   logged, with a [`LogLine`](crate::model::LogLine) as `data:`.
 //!
 //! The stream opens with a `retry:` hint, sends a keep-alive comment every
 //! [`KEEP_ALIVE`], and after the terminal event sends `event: end` and closes. It resumes
@@ -131,6 +132,13 @@ fn delivery_event(delivery: &Delivery) -> Event {
     let (name, state) = match delivery {
         Delivery::Event(s) => (s.event_name(), s),
         Delivery::Reset(s) => ("reset", s),
+        Delivery::Log(line) => {
+            let data = serde_json::to_string(&**line).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not encode a log line");
+                json!({"seq": line.seq}).to_string()
+            });
+            return Event::default().id(line.seq.to_string()).event("log").data(data);
+        }
     };
     // A snapshot always serialises: its fields are plain strings, numbers and JSON values.
     let data = serde_json::to_string(&**state).unwrap_or_else(|e| {

@@ -42,6 +42,7 @@ fn api_router() -> Router<AppState> {
             get(api::get_job).delete(api::cancel_job).fallback(only("GET, HEAD, DELETE")),
         )
         .route("/api/jobs/{id}/result", get(api::get_result).fallback(only("GET, HEAD")))
+        .route("/api/jobs/{id}/logs", get(api::get_logs).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))
         .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
         .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))

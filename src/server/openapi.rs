@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 use super::{api, error, events};
 use crate::jobs::KindDescription;
-use crate::model::{JobStatus, Snapshot};
+use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
 
 /// The API's description.
 #[derive(OpenApi)]
@@ -21,6 +21,7 @@ use crate::model::{JobStatus, Snapshot};
         api::start_job,
         api::get_job,
         api::get_result,
+        api::get_logs,
         api::cancel_job,
         events::job_events
     ),
@@ -34,7 +35,10 @@ use crate::model::{JobStatus, Snapshot};
         api::Link,
         api::KindList,
         api::JobResult,
-        api::CancelResponse
+        api::CancelResponse,
+        api::JobLogs,
+        LogLine,
+        LogLevel
     )),
     tags((name = "jobs", description = "Jobs and their progress"))
 )]

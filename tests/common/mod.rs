@@ -8,7 +8,7 @@ use std::time::Duration;
 use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use leptos::config::LeptosOptions;
-use sse_progress::jobs::{kinds, EngineConfig, JobEngine};
+use sse_progress::jobs::{kinds, EngineConfig, JobEngine, KindRegistry};
 use sse_progress::server::{self, AppState};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -29,7 +29,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: EngineConfig) -> Self {
-        let engine = JobEngine::new(config, kinds::builtin());
+        Self::spawn_with_kinds(config, kinds::builtin()).await
+    }
+
+    pub async fn spawn_with_kinds(config: EngineConfig, kinds: KindRegistry) -> Self {
+        let engine = JobEngine::new(config, kinds);
         let leptos_options = LeptosOptions::builder().output_name("sse-progress").build();
         let state = AppState {
             leptos_options,

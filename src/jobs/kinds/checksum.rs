@@ -93,18 +93,25 @@ async fn hash_pass(
     let total = u64::from(p.size_mib) * 1024 * 1024;
     let chunk = u64::from(p.chunk_kib) * 1024;
     let chunks = total.div_ceil(chunk);
+    tracing::info!(pass = verb, chunks, chunk_bytes = chunk, "pass started");
     let mut state = (Sha256::new(), vec![0u8; 0], p.seed | 1);
     for i in 0..chunks {
         r.check_cancelled()?;
         let len = usize::try_from(chunk.min(total - i * chunk))
             .map_err(|_| JobError::msg("chunk too large for this machine"))?;
         let (mut hasher, mut buf, mut rng) = state;
-        state = tokio::task::spawn_blocking(move || {
-            buf.resize(len, 0);
-            fill(&mut buf, &mut rng);
-            hasher.update(&buf);
-            (hasher, buf, rng)
-        })
+        let every = (chunks / 4).max(1);
+        state = r
+            .spawn_blocking(move || {
+                buf.resize(len, 0);
+                fill(&mut buf, &mut rng);
+                hasher.update(&buf);
+                if (i + 1) % every == 0 {
+                    // Logged on the blocking pool: it still reaches the job's viewers.
+                    tracing::info!(chunk = i + 1, of = chunks, bytes = len, "chunk hashed on the blocking pool");
+                }
+                (hasher, buf, rng)
+            })
         .await
         .map_err(|e| JobError::msg(format!("hashing worker stopped: {e}")))?;
         let done = i + 1;
@@ -132,12 +139,15 @@ pub async fn run(p: ChecksumParams, r: ProgressReporter) -> Result<ChecksumResul
     );
     r.sleep(Duration::from_millis(300)).await?;
 
+    tracing::info!(size_mib = p.size_mib, chunk_kib = p.chunk_kib, seed = p.seed, "checksum planned");
     r.step(2, STEPS, "Hashing");
     let digest = hash_pass(&p, &r, (5.0, 55.0), "Hashed").await?;
+    tracing::info!(sha256 = %hex(&digest), "first pass done");
 
     r.step(3, STEPS, "Verifying");
     let again = hash_pass(&p, &r, (55.0, 95.0), "Verified").await?;
     if again != digest {
+        tracing::error!(first = %hex(&digest), second = %hex(&again), "digests differ");
         return Err(JobError::msg(format!(
             "verification failed: the second pass gave {} instead of {}",
             hex(&again),
@@ -145,6 +155,7 @@ pub async fn run(p: ChecksumParams, r: ProgressReporter) -> Result<ChecksumResul
         )));
     }
 
+    tracing::info!("verified: both passes agree");
     r.report(Report::new().step(4, STEPS, "Summarizing").percent(97.0).message("Writing the summary"));
     r.sleep(Duration::from_millis(200)).await?;
     let total = u64::from(p.size_mib) * 1024 * 1024;

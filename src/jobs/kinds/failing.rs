@@ -62,10 +62,15 @@ pub async fn run(p: FailingParams, r: ProgressReporter) -> Result<(), JobError> 
     let records = 2_400u32;
     for (index, name) in (1..=p.steps).zip(STEP_NAMES) {
         r.step(index, p.steps, name);
+        tracing::info!(step = index, "{name} started");
         for t in 1..=TICKS_PER_STEP {
             let done = f64::from(index - 1) + f64::from(t) / f64::from(TICKS_PER_STEP);
             let record = records * t / TICKS_PER_STEP;
+            if index == p.fail_at_step && t == TICKS_PER_STEP / 2 {
+                tracing::warn!(record, "amount looks unusual");
+            }
             if index == p.fail_at_step && t == TICKS_PER_STEP / 2 + 1 {
+                tracing::error!(record, field = "amount", value = -12.5, "record rejected");
                 return Err(JobError::msg(format!(
                     "{name} failed at record {record} of {records}: field \"amount\" is -12.50, \
                      but amounts must be zero or more"

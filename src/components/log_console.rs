@@ -1,0 +1,127 @@
+//! A job's own log lines as a console: level colours, timestamps, follows new lines unless
+//! the person scrolled up, and readable by screen readers (`role="log"`).
+//!
+//! Usage: `<LogConsole lines=job.logs dropped=job.logs_dropped/>` with the signals of
+//! `use_sse_progress`. Lines are always shown as text, never as HTML.
+
+use leptos::html::Div;
+use leptos::prelude::*;
+
+use crate::model::{LogLevel, LogLine};
+
+/// How close to the bottom (in pixels) still counts as "following".
+const FOLLOW_SLACK: i32 = 24;
+
+fn level_class(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "text-rose-400",
+        LogLevel::Warn => "text-amber-300",
+        LogLevel::Info => "text-sky-300",
+        LogLevel::Debug | LogLevel::Trace => "text-slate-400",
+    }
+}
+
+/// "14:03:07.215" (UTC) from milliseconds since the epoch.
+pub fn clock(ts: u64) -> String {
+    let ms = ts % 1000;
+    let secs = ts / 1000;
+    format!("{:02}:{:02}:{:02}.{ms:03}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+fn fields_text(line: &LogLine) -> String {
+    line.fields
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The console.
+#[component]
+pub fn LogConsole(
+    /// The lines, oldest first.
+    #[prop(into)]
+    lines: Signal<Vec<LogLine>>,
+    /// Lines the job wrote past its bounds.
+    #[prop(into, optional)]
+    dropped: Signal<u64>,
+) -> impl IntoView {
+    let scroller = NodeRef::<Div>::new();
+    let following = RwSignal::new(true);
+    // After new lines render, stay at the bottom if the person was there.
+    Effect::new(move |_| {
+        lines.track();
+        if following.get_untracked() {
+            if let Some(el) = scroller.get_untracked() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(el) = scroller.get_untracked() {
+            following.set(el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_SLACK);
+        }
+    };
+    view! {
+        <section aria-labelledby="log-heading" class="space-y-2">
+            <div class="flex items-baseline justify-between">
+                <h2 id="log-heading" class="text-sm font-semibold">"Log"</h2>
+                <span class="text-xs text-slate-500 dark:text-slate-400">
+                    {move || {
+                        let n = lines.with(Vec::len);
+                        let d = dropped.get();
+                        let mut text = format!("{n} line{}", if n == 1 { "" } else { "s" });
+                        if d > 0 {
+                            text.push_str(&format!(", {d} dropped (over the job's log limit)"));
+                        }
+                        text
+                    }}
+                </span>
+            </div>
+            <div
+                node_ref=scroller
+                on:scroll=on_scroll
+                role="log"
+                aria-live="polite"
+                aria-label="Job log"
+                tabindex="0"
+                data-testid="log-console"
+                class="h-48 overflow-y-auto rounded-lg bg-slate-950 p-3 font-mono text-xs leading-relaxed text-slate-200 ring-1 ring-slate-800 focus-visible:outline-2 focus-visible:outline-indigo-500"
+            >
+                <Show
+                    when=move || lines.with(|l| !l.is_empty())
+                    fallback=|| view! { <p class="text-slate-500">"No log lines yet."</p> }
+                >
+                    <For each=move || lines.get() key=|line| line.seq let(line)>
+                        <p data-level=line.level.as_str() class="whitespace-pre-wrap break-words">
+                            <time class="text-slate-500">{clock(line.ts)}</time>
+                            " "
+                            <span class=format!("font-semibold uppercase {}", level_class(line.level))>
+                                {line.level.as_str()}
+                            </span>
+                            " "
+                            <span>{line.message.clone()}</span>
+                            {(!line.fields.is_empty()).then(|| view! {
+                                " " <span class="text-slate-400">{fields_text(&line)}</span>
+                            })}
+                        </p>
+                    </For>
+                </Show>
+            </div>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_shows_utc_time_of_day_with_milliseconds() {
+        assert_eq!(clock(1_795_573_262_362), "02:21:02.362");
+        assert_eq!(clock(0), "00:00:00.000");
+    }
+}
