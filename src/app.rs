@@ -5,7 +5,7 @@ use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title}
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
-use crate::pages::{HomePage, JobPage, NotFoundPage};
+use crate::pages::{HomePage, JobPage, NotFoundPage, ShowcasePage};
 
 /// The document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -45,18 +45,22 @@ pub fn App() -> impl IntoView {
         <Router>
             <div class="min-h-screen" data-hydrated=move || hydrated.get().to_string()>
                 <header class="border-b border-slate-200 bg-white/80 backdrop-blur dark:border-slate-800 dark:bg-slate-900/80">
-                    <nav class="mx-auto flex max-w-3xl items-center justify-between px-4 py-3">
+                    <nav class="mx-auto flex max-w-5xl items-center justify-between px-4 py-3">
                         <a href="/" class="flex items-center gap-2 font-semibold tracking-tight">
                             <span aria-hidden="true" class="inline-block h-3 w-3 rounded-full bg-indigo-500"></span>
                             "sse-progress"
                         </a>
-                        <span class="text-sm text-slate-500 dark:text-slate-400">"Live job progress over SSE"</span>
+                        <div class="flex items-center gap-4 text-sm">
+                            <a href="/" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Start"</a>
+                            <a href="/showcase" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Showcase"</a>
+                        </div>
                     </nav>
                 </header>
-                <main class="mx-auto max-w-3xl px-4 py-8 sm:py-12">
+                <main class="mx-auto max-w-5xl px-4 py-8 sm:py-12">
                     <Routes fallback=|| view! { <NotFoundPage/> }>
                         <Route path=StaticSegment("") view=HomePage/>
                         <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
+                        <Route path=StaticSegment("showcase") view=ShowcasePage/>
                     </Routes>
                 </main>
             </div>

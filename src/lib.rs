@@ -13,6 +13,9 @@
 //! - [`components`]: progress bar, step label, status panel ... one component per module.
 //! - [`hooks`]: `use_sse_progress`, the reactive view of one job's stream.
 
+// Leptos views are deeply nested types; the release build (without type erasure) needs room.
+#![recursion_limit = "256"]
+
 pub mod app;
 #[cfg(feature = "ssr")]
 pub mod cli;

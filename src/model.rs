@@ -114,6 +114,16 @@ pub struct Snapshot {
     pub message: String,
     /// Server time this state was produced, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The names of all the job's steps, when it announced them (for steppers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+    /// Whether the job cannot yet say how far along it is (its total is not known yet);
+    /// `progress` means nothing while this is true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indeterminate: bool,
+    /// Units of work done so far and in all, when the job counts them (for rates and ETAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkCount>,
     /// Log lines the job's code wrote past its log bounds, which nobody will see.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub logs_dropped: u64,
@@ -143,6 +153,9 @@ impl Snapshot {
             step_count: 0,
             message: "Waiting to start".into(),
             ts,
+            plan: Vec::new(),
+            indeterminate: false,
+            work: None,
             logs_dropped: 0,
             queue_position: None,
             data: None,
@@ -173,6 +186,18 @@ impl Snapshot {
     pub fn percent(&self) -> u8 {
         percent(self.progress)
     }
+}
+
+/// Units of work a job has done, of how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct WorkCount {
+    /// Done so far.
+    pub done: u64,
+    /// In all; `None` while not known.
+    pub total: Option<u64>,
+    /// What is counted: `"bytes"`, `"files"` ...
+    pub unit: String,
 }
 
 fn is_zero(n: &u64) -> bool {

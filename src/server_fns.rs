@@ -14,12 +14,13 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
         .ok_or_else(|| ServerFnError::new("the job engine is not available to this request"))
 }
 
-/// Starts a job of `kind` with its default params and sends the browser to its page.
+/// Starts a job of `kind` with its default params and sends the browser to its page, or with
+/// `then = "showcase"` to the showcase following it.
 ///
 /// Without JavaScript (a plain form post) the answer is a `302` to `/jobs/{id}`; with it, the
 /// router follows the same redirect on the client side.
 #[server(endpoint = "start_job")]
-pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
+pub async fn start_job(kind: String, then: Option<String>) -> Result<JobId, ServerFnError> {
     let id = engine()?.start(&kind, serde_json::Value::Null).map_err(|e| {
         // Bad input is the client's error, never a 500.
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
@@ -27,7 +28,10 @@ pub async fn start_job(kind: String) -> Result<JobId, ServerFnError> {
         }
         ServerFnError::new(e.to_string())
     })?;
-    leptos_axum::redirect(&format!("/jobs/{id}"));
+    match then.as_deref() {
+        Some("showcase") => leptos_axum::redirect(&format!("/showcase?job={id}")),
+        _ => leptos_axum::redirect(&format!("/jobs/{id}")),
+    }
     Ok(id)
 }
 

@@ -112,7 +112,7 @@ async fn the_exit_code_says_how_the_job_ended() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no job with id"));
     let refused = cli(&["run", "nope", "--server", &app.url("")]).await;
     assert_eq!(refused.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("the known kinds are: checksum, failing, ticker"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the known kinds are: checksum, discover, failing, ticker"));
     let usage = cli(&["watch", "not-a-job"]).await;
     assert_eq!(usage.status.code(), Some(2));
 }

@@ -81,6 +81,6 @@ async fn starting_an_unknown_kind_says_which_kinds_exist() {
     assert_eq!(response.status(), 422, "bad input is never a 500");
     let body = response.text().await.expect("body");
     assert!(body.contains("unknown job kind \\\"nope\\\"") || body.contains("unknown job kind \"nope\""), "{body}");
-    assert!(body.contains("checksum, failing, ticker"), "{body}");
+    assert!(body.contains("checksum, discover, failing, ticker"), "{body}");
     assert_eq!(app.engine.job_count(), 0);
 }

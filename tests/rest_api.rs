@@ -36,8 +36,8 @@ async fn job_kinds_list_each_kind_with_its_params_schema_and_defaults() {
     let body: Value = app.client.get(app.url("/api/job-kinds")).send().await.expect("get").json().await.expect("json");
     let kinds = body["kinds"].as_array().expect("a list");
     let names: Vec<&str> = kinds.iter().map(|k| k["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["checksum", "failing", "ticker"]);
-    let ticker = &kinds[2];
+    assert_eq!(names, ["checksum", "discover", "failing", "ticker"]);
+    let ticker = &kinds[3];
     assert!(ticker["description"].as_str().expect("text").contains("steps"));
     assert_eq!(ticker["defaults"], json!({"steps": 10, "interval_ms": 500}));
     let properties = &ticker["params_schema"]["properties"];
@@ -231,8 +231,8 @@ async fn bad_requests_get_problem_documents_that_say_what_is_allowed() {
 
     let body = problem(post_job(&app, json!({"kind": "nope"})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["code"], "unknown_kind");
-    assert_eq!(body["known_kinds"], json!(["checksum", "failing", "ticker"]));
-    assert!(body["detail"].as_str().expect("text").contains("the known kinds are: checksum, failing, ticker"));
+    assert_eq!(body["known_kinds"], json!(["checksum", "discover", "failing", "ticker"]));
+    assert!(body["detail"].as_str().expect("text").contains("the known kinds are: checksum, discover, failing, ticker"));
 
     let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"steps": "ten"}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["code"], "invalid_params");

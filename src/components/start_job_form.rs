@@ -19,6 +19,9 @@ pub fn StartJobForm(
     /// repeats it. Default: the first kind the server lists.
     #[prop(optional, into)]
     preselect: Option<String>,
+    /// Where to go once the job started: `"showcase"` for the showcase, else the job's page.
+    #[prop(optional)]
+    then: Option<&'static str>,
 ) -> impl IntoView {
     let action = ServerAction::<StartJob>::new();
     let kinds = OnceResource::new_blocking(job_kinds());
@@ -33,6 +36,7 @@ pub fn StartJobForm(
 
     view! {
         <ActionForm action=action>
+            {then.map(|then| view! { <input type="hidden" name="then" value=then/> })}
             <div class="flex flex-col gap-4 sm:flex-row sm:items-end">
                 <div class="flex-1 space-y-1">
                     <label for="job-kind" class="block text-sm font-medium">"Job kind"</label>

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::JobRecord;
 use super::JobError;
-use crate::model::{JobId, JobStatus};
+use crate::model::{JobId, JobStatus, WorkCount};
 
 /// Longest step name kept, in characters; longer names are cut.
 pub const MAX_STEP_CHARS: usize = 120;
@@ -20,6 +20,8 @@ pub const MAX_MESSAGE_CHARS: usize = 1_000;
 pub struct Report {
     step: Option<(u32, u32, String)>,
     percent: Option<f64>,
+    indeterminate: bool,
+    work: Option<WorkCount>,
     message: Option<String>,
 }
 
@@ -39,6 +41,19 @@ impl Report {
     /// Sets the percent done, clamped to 0-100; NaN leaves it as it was.
     pub fn percent(mut self, percent: f64) -> Self {
         self.percent = clamp_percent(percent);
+        self
+    }
+
+    /// Says the job cannot yet tell how far along it is (its total is not known yet). The
+    /// next report with a percent ends that.
+    pub fn indeterminate(mut self) -> Self {
+        self.indeterminate = true;
+        self
+    }
+
+    /// Sets the units of work done, of how many (`None` while not known), and their name.
+    pub fn work(mut self, done: u64, total: Option<u64>, unit: &str) -> Self {
+        self.work = Some(WorkCount { done, total, unit: unit.to_string() });
         self
     }
 
@@ -81,7 +96,7 @@ impl ProgressReporter {
 
     /// Applies several changes as one event (see [`Report`]).
     pub fn report(&self, report: Report) {
-        let Report { step, percent, message } = report;
+        let Report { step, percent, indeterminate, work, message } = report;
         self.record.apply(|s| {
             if let Some((index, count, name)) = step {
                 s.step_index = index;
@@ -90,11 +105,24 @@ impl ProgressReporter {
             }
             if let Some(p) = percent {
                 s.progress = p;
+                s.indeterminate = false;
+            }
+            if indeterminate {
+                s.indeterminate = true;
+            }
+            if work.is_some() {
+                s.work = work;
             }
             if let Some(m) = message {
                 s.message = m;
             }
         });
+    }
+
+    /// Announces the names of all the job's steps, in order (for steppers).
+    pub fn plan<S: AsRef<str>>(&self, steps: &[S]) {
+        let plan: Vec<String> = steps.iter().map(|s| cut(s.as_ref(), MAX_STEP_CHARS)).collect();
+        self.record.apply(|s| s.plan = plan);
     }
 
     /// Enters step `index` (1-based) of `count` (0 when not known yet), named `name`.

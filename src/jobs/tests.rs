@@ -183,7 +183,7 @@ async fn bad_kinds_and_params_are_refused_with_what_is_allowed() {
     let err = engine.start("nope", json!({})).expect_err("unknown kind");
     assert_eq!(
         err.to_string(),
-        "unknown job kind \"nope\"; the known kinds are: checksum, failing, ticker"
+        "unknown job kind \"nope\"; the known kinds are: checksum, discover, failing, ticker"
     );
     let err = engine.start("ticker", json!({"steps": 0})).expect_err("out of range");
     assert_eq!(

@@ -10,7 +10,7 @@ use crate::components::StartJobForm;
 pub fn HomePage() -> impl IntoView {
     view! {
         <Title text="Start a job"/>
-        <section class="space-y-6">
+        <section class="mx-auto max-w-3xl space-y-6">
             <div class="space-y-2">
                 <h1 class="text-3xl font-bold tracking-tight">"Run a job, watch it live"</h1>
                 <p class="text-slate-600 dark:text-slate-400">

@@ -45,7 +45,7 @@ fn JobView(initial: Snapshot, logs: Vec<LogLine>) -> impl IntoView {
 
     view! {
         <Title text=format!("Job {kind}")/>
-        <section class="space-y-6">
+        <section class="mx-auto max-w-3xl space-y-6">
             <div class="rounded-2xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900">
                 <StartJobForm busy=busy preselect=kind.clone()/>
             </div>
@@ -85,7 +85,7 @@ fn NoSuchJob() -> impl IntoView {
     set_not_found_status();
     view! {
         <Title text="No such job"/>
-        <section class="space-y-3 rounded-2xl border border-slate-200 bg-white p-8 text-center shadow-sm dark:border-slate-800 dark:bg-slate-900">
+        <section class="mx-auto max-w-3xl space-y-3 rounded-2xl border border-slate-200 bg-white p-8 text-center shadow-sm dark:border-slate-800 dark:bg-slate-900">
             <h1 class="text-2xl font-bold">"No such job"</h1>
             <p class="text-slate-600 dark:text-slate-400">
                 "There is no job with this id. It may never have existed, or it ended long enough ago to be forgotten."

@@ -3,7 +3,9 @@
 mod home;
 mod job;
 mod not_found;
+mod showcase;
 
 pub use home::HomePage;
 pub use job::JobPage;
 pub use not_found::{set_not_found_status, NotFoundPage};
+pub use showcase::ShowcasePage;

@@ -93,7 +93,8 @@ async fn hash_pass(
     let total = u64::from(p.size_mib) * 1024 * 1024;
     let chunk = u64::from(p.chunk_kib) * 1024;
     let chunks = total.div_ceil(chunk);
-    tracing::info!(pass = verb, chunks, chunk_bytes = chunk, "pass started");
+    let pass = if from < 50.0 { "first" } else { "second" };
+    tracing::info!(chunks, chunk_bytes = chunk, "{pass} pass started");
     let mut state = (Sha256::new(), vec![0u8; 0], p.seed | 1);
     for i in 0..chunks {
         r.check_cancelled()?;

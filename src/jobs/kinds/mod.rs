@@ -1,23 +1,23 @@
 //! The built-in job kinds, and [`builtin`], the registry that holds them all.
 //!
 //! - [`checksum`]: real CPU work: generates data in chunks and hashes it twice (the default).
+//! - [`discover`]: finds its work first (total unknown), then does it: for indeterminate UIs.
 //! - [`failing`]: fails at a chosen step with a meaningful error.
 //! - [`ticker`]: only reports, N steps at a given interval: for pace demos and benchmarks.
 
 pub mod checksum;
+pub mod discover;
 pub mod failing;
 pub mod ticker;
 
 use super::KindRegistry;
-
-/// The kind the home page selects first.
-pub const DEFAULT_KIND: &str = checksum::NAME;
 
 /// A registry with every built-in kind.
 pub fn builtin() -> KindRegistry {
     let mut kinds = KindRegistry::new();
     kinds
         .register(checksum::NAME, checksum::DESCRIPTION, checksum::run)
+        .register(discover::NAME, discover::DESCRIPTION, discover::run)
         .register(failing::NAME, failing::DESCRIPTION, failing::run)
         .register(ticker::NAME, ticker::DESCRIPTION, ticker::run);
     kinds
