@@ -23,4 +23,13 @@ for (const colorScheme of ["light", "dark"]) {
   await bar.getAttribute("aria-valuenow");
   await page.close();
 }
+// The showcase while its job runs, for the README.
+const show = await browser.newPage({ viewport: { width: 1100, height: 1000 } });
+await show.goto(`${base}/showcase`);
+await show.locator('[data-hydrated="true"]').waitFor();
+await show.getByRole("button", { name: "Start Processing" }).click();
+await show.waitForURL(/showcase\?job=/);
+await show.locator('[data-testid="phase-progress"][data-mode="determinate"]').waitFor();
+await show.waitForTimeout(900);
+await show.screenshot({ path: `${out}/showcase.png`, fullPage: true });
 await browser.close();

@@ -51,13 +51,15 @@ pub fn LogConsole(
 ) -> impl IntoView {
     let scroller = NodeRef::<Div>::new();
     let following = RwSignal::new(true);
-    // After new lines render, stay at the bottom if the person was there.
+    // After new lines are laid out, stay at the bottom if the person was there.
     Effect::new(move |_| {
         lines.track();
         if following.get_untracked() {
-            if let Some(el) = scroller.get_untracked() {
-                el.set_scroll_top(el.scroll_height());
-            }
+            request_animation_frame(move || {
+                if let Some(el) = scroller.get_untracked() {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            });
         }
     });
     let on_scroll = move |_| {

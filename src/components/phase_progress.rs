@@ -43,7 +43,10 @@ pub fn PhaseProgress(
                     when=unknown
                     fallback=move || view! {
                         <div
-                            class="h-full rounded-full bg-indigo-500 transition-[width] duration-500 ease-out motion-reduce:transition-none"
+                            class=move || format!(
+                                "h-full rounded-full transition-[width] duration-500 ease-out motion-reduce:transition-none {}",
+                                if snapshot.with(|s| s.as_ref().is_some_and(|s| s.status == crate::model::JobStatus::Completed)) { "bg-emerald-500" } else { "bg-indigo-500" },
+                            )
                             style:width=move || format!("{:.1}%", progress().clamp(0.0, 100.0))
                         ></div>
                     }

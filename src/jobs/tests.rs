@@ -29,12 +29,11 @@ async fn collect(mut sub: Subscription) -> Vec<Delivery> {
 fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
     deliveries
         .iter()
-        .map(|d| match d {
+        .filter_map(|d| match d {
             Delivery::Event(s) => Some(s.clone()),
             Delivery::Log(_) => None,
             Delivery::Reset(s) => panic!("unexpected reset at seq {}", s.seq),
         })
-        .flatten()
         .collect()
 }
 

@@ -33,6 +33,8 @@ fn read<T: std::str::FromStr>(
 /// - `SSE_PROGRESS_MAX_JOBS`: most jobs kept at once (1-10000000).
 /// - `SSE_PROGRESS_MAX_RUNNING`: most jobs running at once (1-100000).
 /// - `SSE_PROGRESS_MAX_QUEUED`: most jobs waiting for a slot (0-1000000).
+/// - `SSE_PROGRESS_MAX_LOG_LINES`: log lines a job may write (0-1000000).
+/// - `SSE_PROGRESS_MAX_LOG_BYTES`: bytes of log lines a job may write (0-1 GiB).
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     let mut config = EngineConfig::default();
     if let Some(n) = read::<usize>(
@@ -69,6 +71,20 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
         |n| *n <= 1_000_000,
     )? {
         config.max_queued = n;
+    }
+    if let Some(n) = read::<usize>(
+        "SSE_PROGRESS_MAX_LOG_LINES",
+        "a whole number from 0 to 1000000",
+        |n| *n <= 1_000_000,
+    )? {
+        config.max_log_lines = n;
+    }
+    if let Some(n) = read::<usize>(
+        "SSE_PROGRESS_MAX_LOG_BYTES",
+        "a whole number of bytes from 0 to 1073741824",
+        |n| *n <= 1 << 30,
+    )? {
+        config.max_log_bytes = n;
     }
     Ok(config)
 }

@@ -1,0 +1,60 @@
+import { expect, test } from "@playwright/test";
+import { JobPage } from "../fixtures/job-page";
+import { ShowcasePage } from "../fixtures/showcase-page";
+
+test("the log console fills with the job's own lines while it runs", async ({ page }) => {
+  const job = new JobPage(page);
+  await job.gotoHome();
+  await job.startJob("checksum");
+  const consoleLog = page.getByRole("log", { name: "Job log" });
+  await expect(consoleLog).toContainText("first pass started");
+  await expect(job.status).toHaveText("Running");
+  await expect(consoleLog).toContainText("chunk hashed on the blocking pool");
+  await expect(consoleLog.locator('[data-level="info"]').first()).toContainText(/^\d\d:\d\d:\d\d\.\d{3} info /);
+  await job.waitForStatus("Completed");
+  await expect(consoleLog).toContainText("verified: both passes agree");
+  const lines = await consoleLog.locator("[data-level]").count();
+  expect(lines).toBeGreaterThanOrEqual(8);
+
+  // A reload renders the lines the job already wrote.
+  await page.reload();
+  await expect(page.getByRole("log", { name: "Job log" }).locator("[data-level]")).toHaveCount(lines);
+});
+
+test("every showcase component follows one job to its completed state", async ({ page }) => {
+  const show = new ShowcasePage(page);
+  await show.goto();
+  await show.startJob();
+
+  // The total is unknown at first: indeterminate bar and ring, no value.
+  await expect(show.phase).toHaveAttribute("data-mode", "indeterminate");
+  await expect(show.phase).not.toHaveAttribute("aria-valuenow", /.*/);
+  await expect(show.ring).not.toHaveAttribute("aria-valuenow", /.*/);
+  await expect(show.eta).toHaveText("Estimating: the total is not known yet");
+  await expect(show.stepper.locator('li[aria-current="step"]')).toContainText("Discovering");
+
+  // Then it is known: determinate, with a rate and an ETA.
+  await expect(show.phase).toHaveAttribute("data-mode", "determinate", { timeout: 15_000 });
+  await expect(show.eta).toHaveText(/^about \d+ (s|min) left, [\d.]+ (MB|kB|B)\/s$/, { timeout: 10_000 });
+
+  // And all of them end completed.
+  await expect(show.bar).toHaveAttribute("aria-valuenow", "100", { timeout: 20_000 });
+  await expect(show.stepper.locator("li")).toHaveCount(3);
+  await expect(show.stepper.locator('li[data-state="done"]')).toHaveCount(3);
+  await expect(show.ring).toHaveAttribute("aria-valuenow", "100");
+  await expect(show.phase).toHaveAttribute("aria-valuenow", "100");
+  await expect(show.log).toContainText("walk finished: the total is known");
+  await expect(show.eta).toHaveText(/^Finished in \d+\.\d s$/);
+});
+
+test("the indeterminate band stands still for people who prefer reduced motion", async ({ page }) => {
+  await page.emulateMedia({ reducedMotion: "reduce" });
+  const show = new ShowcasePage(page);
+  await show.goto();
+  await show.startJob();
+  const band = show.phase.locator(".sse-indeterminate");
+  await expect(band).toBeVisible();
+  expect(await band.evaluate((el) => getComputedStyle(el).animationName)).toBe("none");
+  const ring = show.ring.locator("svg");
+  expect(await ring.evaluate((el) => getComputedStyle(el).animationName)).toBe("none");
+});
