@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -15,16 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sse-progress");
-
-async fn cli(args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("SSE_PROGRESS_SERVER")
-        .output()
-        .await
-        .expect("the binary runs")
-}
+use common::cli;
 
 /// The `[seq]` numbers of the lines the watcher printed, in order.
 fn printed_seqs(stdout: &str) -> Vec<u64> {
@@ -132,3 +122,4 @@ async fn watch_reattaches_after_a_dropped_stream_with_no_gap() {
     assert_eq!(seqs, (1..=newest).collect::<Vec<_>>(), "every event once, in order: {stdout}");
     assert!(stdout.contains("Completed: {"));
 }
+

@@ -2,8 +2,11 @@
 //! nested functions, across `.await`, from blocking work, in order, with sequence numbers,
 //! never another job's; within the per-job bounds; and again after a reconnect.
 //!
-//! Each test installs the engine's log layer as its thread's subscriber; `#[tokio::test]` runs
-//! the server and the jobs on that thread, and blocking work carries the subscriber along.
+//! Each test installs the engine's log layer as its thread's subscriber before any job starts;
+//! `#[tokio::test]` runs the server and the jobs on that thread, and blocking work carries the
+//! subscriber along. (They live apart from tests without a subscriber: `tracing` caches a
+//! callsite's interest process-wide, and a callsite first hit on a thread without one can stay
+//! disabled for the others.)
 
 #![cfg(feature = "ssr")]
 
@@ -11,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{data, names, read_events, TestApp};
+use common::{cli, data, names, read_events, TestApp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sse_progress::jobs::{kinds, EngineConfig, JobError, JobParams, ProgressReporter};
@@ -144,4 +147,19 @@ async fn a_reconnecting_viewer_gets_the_lines_it_missed_and_the_rest_api_offers_
     assert_eq!(logs["next_after"], lines[23]["seq"]);
     let bad = app.client.get(app.url(&format!("/api/jobs/{id}/logs?after=soon"))).send().await.expect("get");
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn the_terminal_client_prints_the_jobs_own_log_lines() {
+    let app = TestApp::spawn().await;
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
+    let server = app.url("");
+    let out = cli(&["run", "discover", "-p", "files=12", "-p", "dir_ms=10", "-p", "file_ms=5", "-p", "avg_kib=16", "--server", &server]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let walk = stdout.lines().find(|l| l.contains("walk finished: the total is known")).unwrap_or_else(|| panic!("the job's line is printed: {stdout}"));
+    assert!(walk.contains(" INFO "), "{walk}");
+    assert!(walk.contains("files=12"), "its fields too: {walk}");
+    let listed = stdout.find("listed a directory").expect("an earlier line");
+    assert!(listed < stdout.find("walk finished").expect("line"), "in order");
 }

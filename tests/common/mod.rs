@@ -125,3 +125,13 @@ pub fn names(events: &[Event]) -> Vec<&str> {
 pub fn data(event: &Event) -> serde_json::Value {
     serde_json::from_str(&event.data).expect("data is JSON")
 }
+
+/// Runs the `sse-progress` binary with `args` and waits for it.
+pub async fn cli(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-progress"))
+        .args(args)
+        .env_remove("SSE_PROGRESS_SERVER")
+        .output()
+        .await
+        .expect("the binary runs")
+}
