@@ -158,3 +158,23 @@ test.describe("pages", () => {
     await expect(page.getByRole("heading", { name: "No such job" })).toBeVisible();
   });
 });
+
+test.describe("security", () => {
+  test("the app works under its Content-Security-Policy with no violation", async ({ page }) => {
+    await page.addInitScript(() => {
+      (window as unknown as { __violations: string[] }).__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) =>
+        (window as unknown as { __violations: string[] }).__violations.push(`${e.violatedDirective} ${e.blockedURI}`),
+      );
+    });
+    const job = new JobPage(page);
+    const response = await page.goto("/");
+    expect(response?.headers()["content-security-policy"]).toContain("'nonce-");
+    await job.waitUntilInteractive();
+    await job.startJob("discover");
+    await job.waitForStatus("Completed", 30_000);
+    await expect(page.getByRole("log", { name: "Job log" })).toContainText("walk finished");
+    const violations = await page.evaluate(() => (window as unknown as { __violations: string[] }).__violations);
+    expect(violations).toEqual([]);
+  });
+});

@@ -63,6 +63,9 @@ pub enum AppError {
     /// A query string that does not parse.
     #[error("the query string does not fit: {0}")]
     InvalidQuery(String),
+    /// A state-changing request from another site.
+    #[error("this request was refused because {0}; jobs can only be started and cancelled from this site's own pages or from clients that are not browsers")]
+    CrossSite(String),
     /// The engine refused to start a job.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -115,6 +118,7 @@ impl AppError {
         match self {
             Self::JobNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::BadResumePoint { .. } | Self::MalformedJson(_) | Self::InvalidQuery(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -137,6 +141,7 @@ impl AppError {
             Self::JobNotFound(_) => "job_not_found",
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::CrossSite(_) => "cross_site_request",
             Self::BadResumePoint { .. } => "bad_resume_point",
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidBody(_) => "invalid_body",

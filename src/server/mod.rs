@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod openapi;
+pub mod security;
 pub mod state;
 
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{any, get, post};
-use axum::Router;
+use axum::{middleware, Router};
 use extract::only;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -63,6 +64,8 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(security::refuse_cross_site))
+        .layer(middleware::from_fn(security::security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
