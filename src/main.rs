@@ -45,8 +45,8 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Watch { target, server } => match cli::events_url(&target, &server) {
-            Ok(url) => cli::watch(url).await.exit_code(),
+        Command::Watch { target, server, token } => match cli::events_url(&target, &server) {
+            Ok(url) => cli::watch(url, token).await.exit_code(),
             Err(e) => {
                 eprintln!("sse-progress watch: {e}");
                 ExitCode::from(2)

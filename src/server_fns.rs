@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{JobId, KindInfo, LogLine, Snapshot};
 
+/// The owner of the request being served (see `server::owner`).
+#[cfg(feature = "ssr")]
+fn owner() -> Result<crate::server::owner::Owner, ServerFnError> {
+    use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::server::owner::Owner>().cloned())
+        .ok_or_else(|| ServerFnError::new("this request has no owner"))
+}
+
 #[cfg(feature = "ssr")]
 fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
     use_context::<crate::jobs::JobEngine>()
@@ -21,7 +29,8 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 /// router follows the same redirect on the client side.
 #[server(endpoint = "start_job")]
 pub async fn start_job(kind: String, then: Option<String>) -> Result<JobId, ServerFnError> {
-    let id = engine()?.start(&kind, serde_json::Value::Null).map_err(|e| {
+    let owner = owner()?;
+    let id = engine()?.start_for(Some(&owner.token), &kind, serde_json::Value::Null).map_err(|e| {
         // Bad input is the client's error, never a 500.
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
@@ -55,6 +64,9 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
         return Ok(None);
     };
     let engine = engine()?;
+    if crate::server::owner::authorize(&engine, &owner()?, id).is_err() {
+        return Ok(None);
+    }
     // The lines first: the state read after them is at least as new, so resuming after the
     // state's `seq` misses nothing.
     let Some((lines, _)) = engine.log_lines(id, 0) else {

@@ -35,6 +35,9 @@ pub enum Command {
         /// The server, for a bare job id.
         #[arg(long, env = "SSE_PROGRESS_SERVER", default_value = "http://127.0.0.1:3000")]
         server: String,
+        /// The owner token `run` (or `POST /api/jobs`) gave for the job.
+        #[arg(long, env = "SSE_PROGRESS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Start a job and follow it until it ends.
     Run {

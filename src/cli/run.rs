@@ -50,8 +50,12 @@ pub async fn run(server: &str, kind: &str, params: Vec<(String, Value)>) -> Outc
         eprintln!("the server's answer has no events link");
         return Outcome::Unfollowable;
     };
+    let token = answer["owner_token"].as_str().map(str::to_owned);
     eprintln!("Started {kind} job {}", answer["id"].as_str().unwrap_or("?"));
-    watch(events).await
+    if let Some(token) = &token {
+        eprintln!("To watch it again: sse-progress watch {} --token {token}", answer["id"].as_str().unwrap_or("?"));
+    }
+    watch(events, token).await
 }
 
 #[cfg(test)]

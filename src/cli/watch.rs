@@ -121,8 +121,9 @@ impl Display {
     }
 }
 
-/// Follows the stream at `url` to the job's end, re-attaching after drops.
-pub async fn watch(url: Url) -> Outcome {
+/// Follows the stream at `url` to the job's end, re-attaching after drops. `token` is the
+/// owner token of the job (sent as `Authorization: Bearer`).
+pub async fn watch(url: Url, token: Option<String>) -> Outcome {
     let client = reqwest::Client::new();
     let display = Display::new();
     let mut last: Option<Snapshot> = None;
@@ -131,6 +132,9 @@ pub async fn watch(url: Url) -> Outcome {
     let mut attempt = 0u32;
     loop {
         let mut request = client.get(url.clone()).header("accept", "text/event-stream");
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
         if cursor > 0 {
             request = request.header("last-event-id", cursor.to_string());
         }

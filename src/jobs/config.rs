@@ -23,6 +23,8 @@ pub struct EngineConfig {
     /// Bytes of log messages and fields a job may write over its life; past it, as above.
     /// Default: 256 KiB.
     pub max_log_bytes: usize,
+    /// Most jobs one owner may have pending or running at once. Default: 16.
+    pub max_active_per_owner: usize,
     /// Most jobs running at once. Further jobs wait in a queue, `pending`, with their position.
     /// Default: 64.
     pub max_running: usize,
@@ -43,6 +45,7 @@ impl Default for EngineConfig {
             sweep_interval: Duration::from_secs(30),
             max_log_lines: 1_000,
             max_log_bytes: 256 * 1024,
+            max_active_per_owner: 16,
             max_running: 64,
             max_queued: 1_000,
             cancel_grace: Duration::from_secs(5),

@@ -98,7 +98,15 @@ impl JobEngine {
 
     /// Starts a job of `kind` with `params` (JSON; `null` means all defaults) and returns its
     /// id at once. The job's first event (`pending`, sequence 1) exists before this returns.
+    /// The job has no owner: see [`start_for`](Self::start_for).
     pub fn start(&self, kind: &str, params: Value) -> Result<JobId, StartError> {
+        self.start_for(None, kind, params)
+    }
+
+    /// Like [`start`](Self::start), for `owner`: an opaque tag the web layer checks before it
+    /// shows the job to anyone (see [`owner_of`](Self::owner_of)). An owner may have at most
+    /// `max_active_per_owner` jobs pending or running.
+    pub fn start_for(&self, owner: Option<&str>, kind: &str, params: Value) -> Result<JobId, StartError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(StartError::ShuttingDown);
         }
@@ -119,6 +127,17 @@ impl JobEngine {
             let (running, queued) = self.inner.scheduler.bounds();
             return Err(StartError::QueueFull { running, queued });
         }
+        if let Some(owner) = owner {
+            let limit = self.inner.config.max_active_per_owner;
+            let active = self
+                .jobs()
+                .values()
+                .filter(|r| r.owner.as_deref() == Some(owner) && r.ended_at().is_none())
+                .count();
+            if active >= limit {
+                return Err(StartError::OwnerLimit { limit });
+            }
+        }
 
         let id = JobId::new_random();
         let config = &self.inner.config;
@@ -127,7 +146,9 @@ impl JobEngine {
             max_log_lines: config.max_log_lines,
             max_log_bytes: config.max_log_bytes,
         };
-        let record = Arc::new(JobRecord::new(id, name, limits, self.inner.shutdown.child_token()));
+        let mut record = JobRecord::new(id, name, limits, self.inner.shutdown.child_token());
+        record.owner = owner.map(Arc::from);
+        let record = Arc::new(record);
         {
             let mut jobs = self.jobs();
             if jobs.len() >= self.inner.config.max_jobs && !evict_oldest_ended(&mut jobs) {
@@ -154,6 +175,11 @@ impl JobEngine {
             }
         }
         Ok(id)
+    }
+
+    /// Who owns a job: `None` for an unknown job, `Some(None)` for a job without an owner.
+    pub fn owner_of(&self, id: JobId) -> Option<Option<Arc<str>>> {
+        self.record(id).map(|r| r.owner.clone())
     }
 
     /// The job's current state, or `None` for an unknown (or forgotten) job.

@@ -39,6 +39,15 @@ pub enum StartError {
         /// Jobs waiting (the configured maximum).
         queued: usize,
     },
+    /// The owner already has as many unfinished jobs as one owner may.
+    #[error(
+        "you already have {limit} jobs pending or running, the most one person may; \
+         wait for one to end or cancel one"
+    )]
+    OwnerLimit {
+        /// The configured maximum.
+        limit: usize,
+    },
     /// The server is shutting down and starts nothing new.
     #[error("the server is shutting down and starts no new jobs")]
     ShuttingDown,

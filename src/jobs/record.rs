@@ -64,6 +64,8 @@ pub(crate) struct RecordLimits {
 /// A job's shared record, held by the engine, the job's reporter and its subscribers.
 pub(crate) struct JobRecord {
     pub(crate) id: JobId,
+    /// Whose job it is (an opaque tag the web layer gives), if anyone's.
+    pub(crate) owner: Option<Arc<str>>,
     /// Told to the job's code when someone asks it to stop.
     pub(crate) cancel: CancellationToken,
     state: Mutex<RecordState>,
@@ -119,6 +121,7 @@ impl JobRecord {
         let (seq_tx, _) = watch::channel(first.seq);
         Self {
             id,
+            owner: None,
             cancel,
             state: Mutex::new(RecordState {
                 current: first,

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::events::sse_response;
 use super::extract::{ApiJson, ApiQuery};
+use super::owner::{authorize, Owner};
 use super::AppError;
 use crate::jobs::{CancelOutcome, JobEngine, KindDescription};
 use crate::model::{JobId, JobStatus, LogLine, Snapshot};
@@ -68,6 +69,18 @@ pub struct KindList {
     pub kinds: Vec<KindDescription>,
 }
 
+/// The answer to `POST /api/jobs`: the job, and for a client that sent no credentials the
+/// owner token it must send (`Authorization: Bearer`) to see the job again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The job.
+    #[serde(flatten)]
+    pub job: JobResource,
+    /// Present when the request carried neither a bearer token nor the owner cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_token: Option<String>,
+}
+
 /// A finished job's result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobResult {
@@ -88,6 +101,9 @@ pub struct CancelResponse {
     /// The job's state now; it reaches `cancelled` once its code has stopped.
     pub job: JobResource,
 }
+
+/// The header that carries a new owner token on a synchronous stream (a body cannot).
+pub const OWNER_TOKEN_HEADER: &str = "x-owner-token";
 
 fn status_url(id: JobId) -> String {
     format!("/api/jobs/{id}")
@@ -111,8 +127,10 @@ fn parse_id(id: &str) -> Result<JobId, AppError> {
     id.parse().map_err(|_| AppError::JobNotFound(id.chars().take(64).collect()))
 }
 
-fn current(engine: &JobEngine, id: &str) -> Result<(JobId, Snapshot), AppError> {
+/// The job `id` names, if `owner` may see it, and its current state.
+fn current(engine: &JobEngine, owner: &Owner, id: &str) -> Result<(JobId, Snapshot), AppError> {
     let job = parse_id(id)?;
+    authorize(engine, owner, job)?;
     let snapshot = engine.snapshot(job).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
     Ok((job, Snapshot::clone(&snapshot)))
 }
@@ -128,7 +146,7 @@ pub async fn list_kinds(State(engine): State<JobEngine>) -> Json<KindList> {
 /// `?stream=true` its event stream in this very response.
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", params(StartQuery), request_body = StartRequest,
     responses(
-        (status = 202, description = "Accepted; poll `Location` or follow `links.events`", body = JobResource,
+        (status = 202, description = "Accepted; poll `Location` or follow `links.events`", body = Accepted,
             headers(("Location" = String, description = "The job's status resource"))),
         (status = 200, description = "With `?stream=true`: the job's events", content_type = "text/event-stream", body = String),
         (status = 400, description = "Malformed JSON or query", body = super::error::Problem, content_type = "application/problem+json"),
@@ -139,10 +157,11 @@ pub async fn list_kinds(State(engine): State<JobEngine>) -> Json<KindList> {
     ))]
 pub async fn start_job(
     State(engine): State<JobEngine>,
+    owner: Owner,
     ApiQuery(query): ApiQuery<StartQuery>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<Response, AppError> {
-    let id = engine.start(&request.kind, request.params)?;
+    let id = engine.start_for(Some(&owner.token), &request.kind, request.params)?;
     let location = HeaderValue::from_str(&status_url(id)).map_err(|_| AppError::JobNotFound(id.to_string()))?;
     if query.stream {
         // The stream's first event is the job's `pending` state, whose `id` field names the job:
@@ -150,10 +169,19 @@ pub async fn start_job(
         let subscription = engine.subscribe(id, None).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
         let mut response = sse_response(&engine, subscription);
         response.headers_mut().insert(header::LOCATION, location);
+        if owner.is_new {
+            if let Ok(token) = HeaderValue::from_str(&owner.token) {
+                response.headers_mut().insert(OWNER_TOKEN_HEADER, token);
+            }
+        }
         return Ok(response);
     }
     let snapshot = engine.snapshot(id).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(resource(&snapshot))).into_response())
+    let accepted = Accepted {
+        job: resource(&snapshot),
+        owner_token: owner.is_new.then(|| owner.token.to_string()),
+    };
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())
 }
 
 /// The job's current state. While it is pending or running, `Retry-After` says when to ask again.
@@ -163,8 +191,8 @@ pub async fn start_job(
             headers(("Retry-After" = u64, description = "Seconds until it is worth asking again; only while the job has not ended"))),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_job(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Response, AppError> {
-    let (job, snapshot) = current(&engine, &id)?;
+pub async fn get_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
+    let (job, snapshot) = current(&engine, &owner, &id)?;
     let mut headers = HeaderMap::new();
     if let Some(wait) = engine.poll_after(job) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
@@ -180,8 +208,12 @@ pub async fn get_job(State(engine): State<JobEngine>, Path(id): Path<String>) ->
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not ready yet (see Retry-After), or the job failed or was cancelled", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_result(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Json<JobResult>, AppError> {
-    let (job, snapshot) = current(&engine, &id)?;
+pub async fn get_result(
+    State(engine): State<JobEngine>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Json<JobResult>, AppError> {
+    let (job, snapshot) = current(&engine, &owner, &id)?;
     match snapshot.status {
         JobStatus::Completed => Ok(Json(JobResult {
             id: job,
@@ -232,10 +264,12 @@ pub struct JobLogs {
     ))]
 pub async fn get_logs(
     State(engine): State<JobEngine>,
+    owner: Owner,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<JobLogs>, AppError> {
     let job = parse_id(&id)?;
+    authorize(&engine, &owner, job)?;
     let (lines, dropped) = engine.log_lines(job, query.after).ok_or(AppError::JobNotFound(id))?;
     let next_after = lines.last().map_or(query.after, |l| l.seq);
     Ok(Json(JobLogs {
@@ -253,10 +287,11 @@ pub async fn get_logs(
         (status = 200, description = "The job had already ended; nothing changed", body = CancelResponse),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn cancel_job(State(engine): State<JobEngine>, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn cancel_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
     let job = parse_id(&id)?;
+    authorize(&engine, &owner, job)?;
     let outcome = engine.cancel(job).ok_or_else(|| AppError::JobNotFound(id.clone()))?;
-    let (_, snapshot) = current(&engine, &id)?;
+    let (_, snapshot) = current(&engine, &owner, &id)?;
     let (status, message) = match outcome {
         CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
         CancelOutcome::AlreadyEnded(status) => {

@@ -63,6 +63,9 @@ pub enum AppError {
     /// A query string that does not parse.
     #[error("the query string does not fit: {0}")]
     InvalidQuery(String),
+    /// An `Authorization: Bearer` token of a shape this server never gives.
+    #[error("the bearer token is not one this server gives: tokens are the 64 lower-case hex characters of `owner_token` from POST /api/jobs")]
+    BadToken,
     /// A state-changing request from another site.
     #[error("this request was refused because {0}; jobs can only be started and cancelled from this site's own pages or from clients that are not browsers")]
     CrossSite(String),
@@ -119,6 +122,7 @@ impl AppError {
             Self::JobNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::CrossSite(_) => StatusCode::FORBIDDEN,
+            Self::BadToken => StatusCode::UNAUTHORIZED,
             Self::BadResumePoint { .. } | Self::MalformedJson(_) | Self::InvalidQuery(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -128,7 +132,9 @@ impl AppError {
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Start(StartError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. }) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Start(StartError::AtCapacity { .. } | StartError::ShuttingDown) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -142,6 +148,7 @@ impl AppError {
             Self::RouteNotFound(_) => "route_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::CrossSite(_) => "cross_site_request",
+            Self::BadToken => "bad_token",
             Self::BadResumePoint { .. } => "bad_resume_point",
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidBody(_) => "invalid_body",
@@ -151,6 +158,7 @@ impl AppError {
             Self::Start(StartError::UnknownKind { .. }) => "unknown_kind",
             Self::Start(StartError::InvalidParams { .. }) => "invalid_params",
             Self::Start(StartError::QueueFull { .. }) => "queue_full",
+            Self::Start(StartError::OwnerLimit { .. }) => "owner_limit",
             Self::Start(StartError::AtCapacity { .. }) => "at_capacity",
             Self::Start(StartError::ShuttingDown) => "shutting_down",
             Self::ResultNotReady { .. } => "result_not_ready",
@@ -161,9 +169,9 @@ impl AppError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::ResultNotReady { retry_after, .. } => Some(*retry_after),
-            Self::Start(StartError::QueueFull { .. } | StartError::AtCapacity { .. }) => {
-                Some(QUEUE_FULL_RETRY)
-            }
+            Self::Start(
+                StartError::QueueFull { .. } | StartError::AtCapacity { .. } | StartError::OwnerLimit { .. },
+            ) => Some(QUEUE_FULL_RETRY),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::ApiQuery;
+use super::owner::{authorize, Owner};
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
 use crate::model::JobId;
@@ -81,11 +82,13 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
     ))]
 pub async fn job_events(
     State(engine): State<JobEngine>,
+    owner: Owner,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;
+    authorize(&engine, &owner, job)?;
     let after = resume_point(&headers, &query)?;
     let subscription = engine.subscribe(job, after).ok_or(AppError::JobNotFound(id))?;
     Ok(sse_response(&engine, subscription))

@@ -37,6 +37,7 @@ use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
         api::JobResult,
         api::CancelResponse,
         api::JobLogs,
+        api::Accepted,
         LogLine,
         LogLevel
     )),

@@ -45,7 +45,9 @@ impl TestApp {
         let handle = tokio::spawn(server::serve(listener, state, async {
             let _ = rx.await;
         }));
+        // Keeps the owner cookie the server gives, like a browser: one client, one owner.
         let client = reqwest::Client::builder()
+            .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
@@ -131,6 +133,7 @@ pub async fn cli(args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-progress"))
         .args(args)
         .env_remove("SSE_PROGRESS_SERVER")
+        .env_remove("SSE_PROGRESS_TOKEN")
         .output()
         .await
         .expect("the binary runs")

@@ -1,0 +1,132 @@
+//! Who is asking: every request has an owner, and a job is shown only to the owner who
+//! started it (anyone else gets the same 404 as for a job that never existed, so ids cannot
+//! be probed).
+//!
+//! Browsers are told their owner token once, in an `HttpOnly`, `SameSite=Lax` cookie, on their
+//! first request; no login is needed. Other clients send it as `Authorization: Bearer TOKEN`;
+//! a client that sends neither gets a fresh token in the answer to `POST /api/jobs`
+//! (`owner_token`). A token is 256 bits from the system's random source (two UUID v4s, 244
+//! random bits) and never travels in a URL.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppError;
+use crate::jobs::JobEngine;
+use crate::model::JobId;
+
+/// The cookie that carries a browser's owner token.
+pub const COOKIE: &str = "sse_progress_owner";
+/// How long a browser keeps its owner cookie: a year.
+const COOKIE_MAX_AGE_SECS: u32 = 365 * 24 * 3600;
+
+/// The owner of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's token, which is also its identity.
+    pub token: Arc<str>,
+    /// Whether the token was made for this request (the client sent none).
+    pub is_new: bool,
+}
+
+impl Owner {
+    fn fresh() -> Self {
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        Self { token: token.into(), is_new: true }
+    }
+}
+
+/// Whether `text` has the shape of a token this server gives.
+fn well_formed(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+fn from_cookie(parts_headers: &axum::http::HeaderMap) -> Option<String> {
+    parts_headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Finds (or makes) the request's owner, puts it in the request's extensions for handlers and
+/// server functions, and gives a new browser its cookie.
+pub async fn identify(mut request: Request, next: Next) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let owner = match bearer {
+        Some(token) if well_formed(&token) => Owner { token: token.into(), is_new: false },
+        Some(_) => {
+            return AppError::BadToken.into_response();
+        }
+        None => match from_cookie(request.headers()).filter(|t| well_formed(t)) {
+            Some(token) => Owner { token: token.into(), is_new: false },
+            None => Owner::fresh(),
+        },
+    };
+    request.extensions_mut().insert(owner.clone());
+    let mut response = next.run(request).await;
+    if owner.is_new {
+        let cookie = format!(
+            "{COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax",
+            owner.token
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Owner {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // `identify` runs on every route; a request that skipped it owns nothing.
+        Ok(parts.extensions.get::<Owner>().cloned().unwrap_or_else(Owner::fresh))
+    }
+}
+
+/// `Ok` when `owner` may see job `id`; the same 404 as for a job that does not exist otherwise.
+/// Jobs started without an owner (by the engine's own callers) are visible to all.
+pub fn authorize(engine: &JobEngine, owner: &Owner, id: JobId) -> Result<(), AppError> {
+    match engine.owner_of(id) {
+        Some(None) => Ok(()),
+        Some(Some(o)) if *o == *owner.token => Ok(()),
+        _ => Err(AppError::JobNotFound(id.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_lower_hex() {
+        let a = Owner::fresh();
+        let b = Owner::fresh();
+        assert!(well_formed(&a.token), "{}", a.token);
+        assert_ne!(a.token, b.token);
+        assert!(!well_formed("abc"));
+        assert!(!well_formed(&a.token.to_uppercase()));
+    }
+
+    #[test]
+    fn the_owner_cookie_is_found_among_others() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; sse_progress_owner=xyz; b=2"));
+        assert_eq!(from_cookie(&headers).as_deref(), Some("xyz"));
+    }
+}

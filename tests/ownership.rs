@@ -1,0 +1,118 @@
+//! Ownership over a real socket: a job is shown only to the owner who started it (cookie for
+//! browsers, bearer token for other clients); anyone else gets the 404 of a job that does not
+//! exist, on every endpoint; one owner cannot take all the server's slots.
+
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::TestApp;
+use serde_json::{json, Value};
+use sse_progress::jobs::EngineConfig;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).build().expect("client")
+}
+
+#[tokio::test]
+async fn another_owner_gets_404_on_every_view_of_a_job() {
+    let app = TestApp::spawn().await;
+    // The owner: a browser-like client with its cookie.
+    let started = app
+        .client
+        .post(app.url("/api/jobs"))
+        .json(&json!({"kind": "ticker", "params": {"steps": 50, "interval_ms": 100}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(started.status(), 202);
+    let cookie = started.headers()["set-cookie"].to_str().expect("text").to_string();
+    assert!(cookie.starts_with("sse_progress_owner="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    let id = started.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    assert_eq!(app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").status(), 200);
+
+    // Someone else, with a cookie of their own.
+    let other = browser();
+    other.get(app.url("/")).send().await.expect("first visit gives a cookie");
+    for path in [
+        format!("/api/jobs/{id}"),
+        format!("/api/jobs/{id}/result"),
+        format!("/api/jobs/{id}/logs"),
+        format!("/api/jobs/{id}/events"),
+    ] {
+        let response = other.get(app.url(&path)).send().await.expect("get");
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["code"], "job_not_found", "the same answer as for no job at all");
+    }
+    let cancel = other.delete(app.url(&format!("/api/jobs/{id}"))).send().await.expect("delete");
+    assert_eq!(cancel.status(), 404);
+    let page = other.get(app.url(&format!("/jobs/{id}"))).send().await.expect("page");
+    assert_eq!(page.status(), 404);
+    assert!(page.text().await.expect("html").contains("No such job"));
+    let state = app.engine.snapshot(id.parse().expect("id")).expect("kept");
+    assert!(!state.status.is_terminal(), "the other owner could not cancel it");
+}
+
+#[tokio::test]
+async fn api_clients_use_the_bearer_token_they_are_given() {
+    let app = TestApp::spawn().await;
+    let plain = reqwest::Client::new();
+    let started = plain
+        .post(app.url("/api/jobs"))
+        .json(&json!({"kind": "ticker", "params": {"steps": 2, "interval_ms": 10}}))
+        .send()
+        .await
+        .expect("post");
+    let location = started.headers()["location"].to_str().expect("text").to_string();
+    let body: Value = started.json().await.expect("json");
+    let token = body["owner_token"].as_str().expect("a token for a client without credentials").to_string();
+    assert_eq!(token.len(), 64);
+    assert!(!location.contains(&token), "no secret in a URL");
+
+    let with = plain.get(app.url(&location)).bearer_auth(&token).send().await.expect("get");
+    assert_eq!(with.status(), 200);
+    let without = plain.get(app.url(&location)).send().await.expect("get");
+    assert_eq!(without.status(), 404);
+    let other_token = "0".repeat(64);
+    let wrong = plain.get(app.url(&location)).bearer_auth(&other_token).send().await.expect("get");
+    assert_eq!(wrong.status(), 404);
+    let malformed = plain.get(app.url(&location)).bearer_auth("let-me-in").send().await.expect("get");
+    assert_eq!(malformed.status(), 401);
+    let problem: Value = malformed.json().await.expect("json");
+    assert_eq!(problem["code"], "bad_token");
+
+    // A client that already has a token is not given another.
+    let again = plain
+        .post(app.url("/api/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"kind": "ticker"}))
+        .send()
+        .await
+        .expect("post");
+    assert!(again.json::<Value>().await.expect("json").get("owner_token").is_none());
+}
+
+#[tokio::test]
+async fn one_owner_cannot_take_every_slot() {
+    let app = TestApp::spawn_with(EngineConfig { max_active_per_owner: 2, ..Default::default() }).await;
+    let slow = json!({"kind": "ticker", "params": {"steps": 50, "interval_ms": 100}});
+    for _ in 0..2 {
+        let ok = app.client.post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
+        assert_eq!(ok.status(), 202);
+    }
+    let refused = app.client.post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let problem: Value = refused.json().await.expect("json");
+    assert_eq!(problem["code"], "owner_limit");
+    assert_eq!(
+        problem["detail"],
+        "you already have 2 jobs pending or running, the most one person may; wait for one to end or cancel one"
+    );
+    let someone_else = browser().post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
+    assert_eq!(someone_else.status(), 202, "the limit is per owner");
+}
