@@ -114,6 +114,9 @@ pub struct Snapshot {
     pub message: String,
     /// Server time this state was produced, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// Server time the job was accepted, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub created: u64,
     /// The names of all the job's steps, when it announced them (for steppers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<String>,
@@ -153,6 +156,7 @@ impl Snapshot {
             step_count: 0,
             message: "Waiting to start".into(),
             ts,
+            created: ts,
             plan: Vec::new(),
             indeterminate: false,
             work: None,

@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     kinds: KindRegistry,
     jobs: Mutex<HashMap<JobId, Arc<JobRecord>>>,
     scheduler: Scheduler,
+    /// Tells who follows many jobs (an owner's feed) that a job was started, and whose it is.
+    started: tokio::sync::broadcast::Sender<(JobId, Option<Arc<str>>)>,
     /// Cancelled at shutdown: every job and every open stream watches it.
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -50,6 +52,7 @@ impl JobEngine {
         let engine = Self {
             inner: Arc::new(Inner {
                 scheduler: Scheduler::new(config.max_running, config.max_queued),
+                started: tokio::sync::broadcast::channel(1024).0,
                 config,
                 kinds,
                 jobs: Mutex::new(HashMap::new()),
@@ -163,6 +166,7 @@ impl JobEngine {
         // (see `JobLogLayer`), with the subscriber of whoever started it.
         let span = tracing::info_span!(JOB_SPAN, job_id = %id, kind = name);
         let job: JobFuture = Box::pin(prepared(reporter.clone()).instrument(span).with_current_subscriber());
+        let _ = self.inner.started.send((id, record.owner.clone()));
         let admitted = Admitted { record, reporter, job };
         match self.inner.scheduler.admit(admitted) {
             Ok(Admission::Run(job)) => Inner::launch(&self.inner, job),
@@ -175,6 +179,26 @@ impl JobEngine {
             }
         }
         Ok(id)
+    }
+
+    /// The jobs `owner` has (started with [`start_for`](Self::start_for) and still kept), newest
+    /// first.
+    pub fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
+        let mut jobs: Vec<Arc<Snapshot>> = self
+            .jobs()
+            .values()
+            .filter(|r| r.owner.as_deref() == Some(owner))
+            .map(|r| r.snapshot())
+            .collect();
+        jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+        jobs
+    }
+
+    /// Announces every job started from now on, with its owner. A receiver that falls more
+    /// than 1 024 announcements behind is told it lagged and should look at
+    /// [`jobs_of`](Self::jobs_of) again.
+    pub fn started_jobs(&self) -> tokio::sync::broadcast::Receiver<(JobId, Option<Arc<str>>)> {
+        self.inner.started.subscribe()
     }
 
     /// Who owns a job: `None` for an unknown job, `Some(None)` for a job without an owner.

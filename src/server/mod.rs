@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod openapi;
 pub mod owner;
+pub mod owner_events;
 pub mod security;
 pub mod state;
 
@@ -46,6 +47,7 @@ fn api_router() -> Router<AppState> {
         .route("/api/jobs/{id}/result", get(api::get_result).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/logs", get(api::get_logs).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))
+        .route("/api/events", get(owner_events::owner_events).fallback(only("GET, HEAD")))
         .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
         .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, error, events};
+use super::{api, error, events, owner_events};
 use crate::jobs::KindDescription;
 use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
 
@@ -23,7 +23,8 @@ use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
         api::get_result,
         api::get_logs,
         api::cancel_job,
-        events::job_events
+        events::job_events,
+        owner_events::owner_events
     ),
     components(schemas(
         Snapshot,

@@ -1,0 +1,185 @@
+//! `GET /api/events`: every job of the request's owner on ONE event stream, so a browser tab
+//! needs a single connection however many jobs it shows (browsers allow six per host over
+//! HTTP/1.1).
+//!
+//! The events are those of the per-job streams, tagged with their job: state events carry the
+//! job's `Snapshot` (whose `id` names the job), `log` events a `LogLine` plus `job`, and `end`
+//! (`{"job", "status", "seq"}`) says one job is over while the stream goes on. The SSE `id:` is
+//! `JOB:SEQ`. A client resumes exactly with `?after=JOB:SEQ,JOB:SEQ,...` (its last sequence for
+//! each job it follows); any other job of the owner starts with a `reset` carrying its current
+//! state, and jobs the owner starts later (in any tab) arrive from their first event on.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+
+use super::events::{KEEP_ALIVE, RETRY_HINT};
+use super::extract::ApiQuery;
+use super::owner::Owner;
+use super::AppError;
+use crate::jobs::{Delivery, JobEngine, Subscription};
+use crate::model::JobId;
+
+/// The query of `GET /api/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OwnerEventsQuery {
+    /// Resume points, `JOB:SEQ` separated by commas: the last event seen of each job.
+    pub after: Option<String>,
+}
+
+/// Reads `JOB:SEQ,JOB:SEQ`; the error says which part is wrong.
+pub fn parse_cursors(text: Option<&str>) -> Result<HashMap<JobId, u64>, AppError> {
+    let mut cursors = HashMap::new();
+    for part in text.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = part
+            .split_once(':')
+            .and_then(|(job, seq)| Some((job.parse::<JobId>().ok()?, seq.parse::<u64>().ok()?)));
+        let Some((job, seq)) = parsed else {
+            return Err(AppError::InvalidQuery(format!(
+                "after: {:?} is not JOB:SEQ (a job id, a colon, a sequence number)",
+                part.chars().take(80).collect::<String>()
+            )));
+        };
+        cursors.insert(job, seq);
+    }
+    Ok(cursors)
+}
+
+fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Event> {
+    futures::stream::unfold(Some(subscription), move |sub| async move {
+        let mut sub = sub?;
+        match sub.next().await {
+            Some(delivery) => Some((tagged(job, &delivery), Some(sub))),
+            None => {
+                let last = sub.current();
+                let end = json!({"job": job, "status": last.status, "seq": last.seq});
+                Some((Event::default().event("end").data(end.to_string()), None))
+            }
+        }
+    })
+    .boxed()
+}
+
+fn tagged(job: JobId, delivery: &Delivery) -> Event {
+    let (name, data, seq) = match delivery {
+        Delivery::Event(s) => (s.event_name(), serde_json::to_value(&**s), s.seq),
+        Delivery::Reset(s) => ("reset", serde_json::to_value(&**s), s.seq),
+        Delivery::Log(line) => {
+            let mut value = serde_json::to_value(&**line);
+            if let Ok(Value::Object(map)) = &mut value {
+                map.insert("job".into(), json!(job));
+            }
+            ("log", value, line.seq)
+        }
+    };
+    let data = data.map(|v| v.to_string()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not encode an event");
+        json!({"job": job, "seq": seq}).to_string()
+    });
+    Event::default().id(format!("{job}:{seq}")).event(name).data(data)
+}
+
+struct Feed {
+    engine: JobEngine,
+    owner: Arc<str>,
+    streams: SelectAll<BoxStream<'static, Event>>,
+    started: tokio::sync::broadcast::Receiver<(JobId, Option<Arc<str>>)>,
+    known: HashSet<JobId>,
+}
+
+impl Feed {
+    /// Follows `job` after `after` (`None`: from its first event), unless already followed.
+    fn follow(&mut self, job: JobId, after: Option<u64>) {
+        if self.known.insert(job) {
+            if let Some(sub) = self.engine.subscribe(job, Some(after.unwrap_or(0))) {
+                self.streams.push(job_events(job, sub));
+            }
+        }
+    }
+
+    /// Follows every job of the owner not followed yet, from its current state.
+    fn catch_up(&mut self) {
+        for state in self.engine.jobs_of(&self.owner) {
+            self.follow(state.id, Some(u64::MAX));
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            tokio::select! {
+                Some(event) = self.streams.next(), if !self.streams.is_empty() => return Some(event),
+                started = self.started.recv() => match started {
+                    Ok((job, Some(owner))) if *owner == *self.owner => self.follow(job, None),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => self.catch_up(),
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Follows all the owner's jobs on one stream.
+#[utoipa::path(get, path = "/api/events", tag = "jobs", params(OwnerEventsQuery),
+    responses(
+        (status = 200, description = "The events of all the owner's jobs; each `data:` names its job", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`after` is not a list of JOB:SEQ", body = super::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn owner_events(
+    State(engine): State<JobEngine>,
+    owner: Owner,
+    ApiQuery(query): ApiQuery<OwnerEventsQuery>,
+) -> Result<Response, AppError> {
+    let cursors = parse_cursors(query.after.as_deref())?;
+    // Listen for new jobs before looking at the existing ones, so none falls in between.
+    let started = engine.started_jobs();
+    let mut feed = Feed {
+        engine: engine.clone(),
+        owner: owner.token.clone(),
+        streams: SelectAll::new(),
+        started,
+        known: HashSet::new(),
+    };
+    for state in engine.jobs_of(&owner.token) {
+        feed.follow(state.id, Some(cursors.get(&state.id).copied().unwrap_or(u64::MAX)));
+    }
+    let hint = futures::stream::once(async { Event::default().retry(RETRY_HINT) });
+    let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });
+    let stream = hint
+        .chain(events)
+        .map(Ok::<_, Infallible>)
+        .take_until(engine.shutdown_token().cancelled_owned());
+    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+    Ok((
+        [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
+        sse,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_and_bad_ones_are_named() {
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let parsed = parse_cursors(Some(&format!("{id}:7, "))).expect("valid");
+        assert_eq!(parsed.get(&id.parse().expect("id")), Some(&7));
+        assert!(parse_cursors(None).expect("none").is_empty());
+        let err = parse_cursors(Some("nope:3")).expect_err("invalid");
+        assert!(err.to_string().contains("\"nope:3\" is not JOB:SEQ"), "{err}");
+    }
+}
