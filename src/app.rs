@@ -5,7 +5,8 @@ use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title}
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
-use crate::pages::{HomePage, JobPage, NotFoundPage, ShowcasePage};
+use crate::hooks::provide_event_hub;
+use crate::pages::{DashboardPage, HomePage, JobPage, NotFoundPage, ShowcasePage};
 
 /// The document around the app, rendered on the server, with its Content-Security-Policy.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -45,6 +46,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // One event stream per tab, shared by every job view in it.
+    provide_event_hub();
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
 
@@ -63,6 +66,7 @@ pub fn App() -> impl IntoView {
                         </a>
                         <div class="flex items-center gap-4 text-sm">
                             <a href="/" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Start"</a>
+                            <a href="/jobs" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"My jobs"</a>
                             <a href="/showcase" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Showcase"</a>
                         </div>
                     </nav>
@@ -70,6 +74,7 @@ pub fn App() -> impl IntoView {
                 <main class="mx-auto max-w-5xl px-4 py-8 sm:py-12">
                     <Routes fallback=|| view! { <NotFoundPage/> }>
                         <Route path=StaticSegment("") view=HomePage/>
+                        <Route path=StaticSegment("jobs") view=DashboardPage/>
                         <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
                         <Route path=StaticSegment("showcase") view=ShowcasePage/>
                     </Routes>

@@ -311,6 +311,20 @@ pub fn value_text(progress: f64, status: Option<JobStatus>, step: Option<&str>) 
     text
 }
 
+/// Milliseconds since the Unix epoch, now (the browser's clock in the browser).
+pub fn now_ms() -> u64 {
+    #[cfg(not(feature = "ssr"))]
+    {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a positive time in ms
+        return js_sys::Date::now() as u64;
+    }
+    #[cfg(feature = "ssr")]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// A job kind a person may start from the browser, with a label for the picker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindInfo {

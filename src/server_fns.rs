@@ -23,7 +23,8 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 }
 
 /// Starts a job of `kind` with its default params and sends the browser to its page, or with
-/// `then = "showcase"` to the showcase following it.
+/// `then = "showcase"` to the showcase following it, or with `then = "dashboard"` back to the
+/// dashboard.
 ///
 /// Without JavaScript (a plain form post) the answer is a `302` to `/jobs/{id}`; with it, the
 /// router follows the same redirect on the client side.
@@ -39,6 +40,7 @@ pub async fn start_job(kind: String, then: Option<String>) -> Result<JobId, Serv
     })?;
     match then.as_deref() {
         Some("showcase") => leptos_axum::redirect(&format!("/showcase?job={id}")),
+        Some("dashboard") => leptos_axum::redirect("/jobs"),
         _ => leptos_axum::redirect(&format!("/jobs/{id}")),
     }
     Ok(id)
@@ -80,6 +82,13 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
         state: Snapshot::clone(&state),
         logs: lines.iter().skip(skip).map(|l| LogLine::clone(l)).collect(),
     }))
+}
+
+/// The jobs of the person asking, newest first.
+#[server(endpoint = "my_jobs")]
+pub async fn my_jobs() -> Result<Vec<Snapshot>, ServerFnError> {
+    let owner = owner()?;
+    Ok(engine()?.jobs_of(&owner.token).iter().map(|s| Snapshot::clone(s)).collect())
 }
 
 /// The kinds a person may start.

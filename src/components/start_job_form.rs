@@ -19,7 +19,8 @@ pub fn StartJobForm(
     /// repeats it. Default: the first kind the server lists.
     #[prop(optional, into)]
     preselect: Option<String>,
-    /// Where to go once the job started: `"showcase"` for the showcase, else the job's page.
+    /// Where to go once the job started: `"showcase"` for the showcase, `"dashboard"` to stay
+    /// on the dashboard, else the job's page.
     #[prop(optional)]
     then: Option<&'static str>,
 ) -> impl IntoView {

@@ -19,8 +19,8 @@ pub(crate) struct Handlers {
     pub on_state: Box<dyn Fn(String)>,
     /// A log line arrived; the argument is its `data:`.
     pub on_log: Box<dyn Fn(String)>,
-    /// The server said the stream is complete (`event: end`).
-    pub on_end: Box<dyn Fn()>,
+    /// The server said a stream is complete (`event: end`); the argument is its `data:`.
+    pub on_end: Box<dyn Fn(String)>,
     /// The connection failed or dropped. The browser's own retry is stopped: the owner
     /// decides when to reconnect.
     pub on_error: Box<dyn Fn()>,
@@ -69,7 +69,13 @@ impl Connection {
                 }
             }),
         ));
-        listeners.push(("end", Closure::new(move |_: Event| on_end())));
+        listeners.push((
+            "end",
+            Closure::new(move |e: Event| {
+                let data = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
+                on_end(data);
+            }),
+        ));
         {
             let source = source.clone();
             listeners.push((

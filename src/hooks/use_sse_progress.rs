@@ -22,6 +22,18 @@ pub enum ConnectionState {
     Lost,
 }
 
+/// How a hook reaches its job's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// The tab's one shared stream of all the owner's jobs (`/api/events`, through the
+    /// `EventHub` that `<App/>` provides), so any number of hooks use one connection. Falls
+    /// back to `Dedicated` where no hub is provided.
+    #[default]
+    Shared,
+    /// An `EventSource` of its own on the job's stream (`/api/jobs/{id}/events`).
+    Dedicated,
+}
+
 /// The current step of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepInfo {
@@ -52,8 +64,10 @@ pub struct UseSseProgressOptions {
     pub initial_logs: Vec<LogLine>,
     /// The newest log lines kept in [`UseSseProgressReturn::logs`]. Default: 500.
     pub max_log_lines: usize,
-    /// The path the job's events are under: the hook opens `{events_base}/{id}/events`.
-    /// Default: `"/api/jobs"`.
+    /// How the hook reaches the job's events. Default: [`Transport::Shared`].
+    pub transport: Transport,
+    /// For [`Transport::Dedicated`]: the path the job's events are under; the hook opens
+    /// `{events_base}/{id}/events`. Default: `"/api/jobs"`.
     pub events_base: String,
     /// Reconnection attempts after the stream drops, before the state becomes `Lost`.
     /// Default: 6.
@@ -71,6 +85,7 @@ impl Default for UseSseProgressOptions {
             initial: None,
             initial_logs: Vec::new(),
             max_log_lines: 500,
+            transport: Transport::Shared,
             events_base: "/api/jobs".into(),
             max_retries: 6,
             retry_delay: Duration::from_millis(500),
@@ -92,9 +107,16 @@ impl UseSseProgressOptions {
         self
     }
 
-    /// Sets [`events_base`](Self::events_base).
+    /// Sets [`events_base`](Self::events_base) and uses a dedicated stream.
     pub fn events_base(mut self, base: impl Into<String>) -> Self {
         self.events_base = base.into();
+        self.transport = Transport::Dedicated;
+        self
+    }
+
+    /// Sets [`transport`](Self::transport).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -230,6 +252,7 @@ mod transport {
 #[cfg(not(feature = "ssr"))]
 mod transport {
     use super::*;
+    use crate::hooks::event_hub::{use_event_hub, EventHub, HubEvent, SubscriptionKey};
     use crate::hooks::event_source::{Connection, Handlers};
     use leptos::leptos_dom::helpers::TimeoutHandle;
 
@@ -244,11 +267,18 @@ mod transport {
         timer: StoredValue<Option<TimeoutHandle>, LocalStorage>,
         attempt: StoredValue<u32>,
         options: StoredValue<UseSseProgressOptions>,
+        /// The tab's shared stream, when the hook uses it.
+        hub: Option<EventHub>,
+        /// The subscription on the hub while subscribed.
+        key: StoredValue<Option<SubscriptionKey>>,
     }
 
     impl Link {
         /// Drops the current connection (after the callback that may be running returns).
         fn drop_source(self) {
+            if let (Some(hub), Some(key)) = (self.hub, self.key.try_update_value(Option::take).flatten()) {
+                hub.unsubscribe(key);
+            }
             if let Some(old) = self.source.try_update_value(Option::take).flatten() {
                 old.close();
                 set_timeout(move || drop(old), Duration::ZERO);
@@ -313,6 +343,16 @@ mod transport {
                 self.connection.set(ConnectionState::Closed);
                 return;
             }
+            if let Some(hub) = self.hub {
+                let key = hub.subscribe(Some(id), cursor, move |_, event| match event {
+                    HubEvent::State(state) => self.apply(state),
+                    HubEvent::Log(line) => self.add_log(line),
+                    HubEvent::End => self.close(),
+                });
+                self.key.set_value(Some(key));
+                self.connection.set(hub.connection.get_untracked());
+                return;
+            }
             let base = self.options.with_value(|o| o.events_base.clone());
             let url = match seen {
                 Some((seq, _)) => format!("{base}/{id}/events?last_event_id={seq}"),
@@ -333,7 +373,7 @@ mod transport {
                     Ok(line) => self.add_log(line),
                     Err(e) => leptos::logging::warn!("ignoring a log event that does not parse: {e}"),
                 }),
-                on_end: Box::new(move || self.close()),
+                on_end: Box::new(move |_| self.close()),
                 on_error: Box::new(move || self.retry()),
             };
             match Connection::open(&url, handlers) {
@@ -374,6 +414,10 @@ mod transport {
         connection: RwSignal<ConnectionState>,
         options: UseSseProgressOptions,
     ) -> (Callback<()>, Callback<()>) {
+        let hub = match options.transport {
+            Transport::Shared => use_event_hub(),
+            Transport::Dedicated => None,
+        };
         let link = Link {
             job_id,
             state,
@@ -383,7 +427,18 @@ mod transport {
             timer: StoredValue::new_local(None),
             attempt: StoredValue::new(0),
             options: StoredValue::new(options),
+            hub,
+            key: StoredValue::new(None),
         };
+        // On the shared stream, the hook's connection is the tab's, while it follows its job.
+        if let Some(hub) = hub {
+            Effect::new(move |_| {
+                let tab = hub.connection.get();
+                if link.key.with_value(Option::is_some) {
+                    connection.set(tab);
+                }
+            });
+        }
         // Runs after hydration, and again whenever the job id changes.
         Effect::new(move |_| {
             let id = job_id.get();
@@ -401,6 +456,9 @@ mod transport {
             Callback::new(move |()| {
                 link.attempt.set_value(0);
                 link.connection.set(ConnectionState::Connecting);
+                if let Some(hub) = link.hub {
+                    hub.reconnect();
+                }
                 link.connect();
             }),
         )

@@ -1,10 +1,12 @@
 //! One module per route.
 
+mod dashboard;
 mod home;
 mod job;
 mod not_found;
 mod showcase;
 
+pub use dashboard::DashboardPage;
 pub use home::HomePage;
 pub use job::JobPage;
 pub use not_found::{set_not_found_status, NotFoundPage};
