@@ -114,14 +114,14 @@ test.describe("the connection", () => {
     const job = new JobPage(page);
     await job.gotoHome();
     // The server is unreachable for event streams from the start.
-    await page.route("**/api/jobs/*/events*", (route) => route.fulfill({ status: 503, body: "down" }));
+    await page.route("**/api/events*", (route) => route.fulfill({ status: 503, body: "down" }));
     await job.startJob("ticker");
     await expect(job.connection).toHaveText("Reconnecting...");
     await expect(job.status).toHaveText(/Pending|Running/);
     await expect(page.getByRole("alert").filter({ hasText: "Connection lost" })).toBeVisible({ timeout: 45_000 });
 
     // The server is back: Try again resumes and the job's progress arrives.
-    await page.unroute("**/api/jobs/*/events*");
+    await page.unroute("**/api/events*");
     await page.getByRole("button", { name: "Try again" }).click();
     await job.waitForStatus("Completed");
     await expect(job.bar).toHaveAttribute("aria-valuenow", "100");
@@ -132,7 +132,7 @@ test.describe("the connection", () => {
     const job = new JobPage(page);
     await job.gotoHome();
     let refused = 0;
-    await page.route("**/api/jobs/*/events*", async (route) => {
+    await page.route("**/api/events*", async (route) => {
       if (refused < 2) {
         refused += 1;
         await route.fulfill({ status: 502, body: "proxy restarting" });
