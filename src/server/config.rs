@@ -33,6 +33,7 @@ fn read<T: std::str::FromStr>(
 /// - `SSE_PROGRESS_MAX_JOBS`: most jobs kept at once (1-10000000).
 /// - `SSE_PROGRESS_MAX_RUNNING`: most jobs running at once (1-100000).
 /// - `SSE_PROGRESS_MAX_QUEUED`: most jobs waiting for a slot (0-1000000).
+/// - `SSE_PROGRESS_MAX_ACTIVE_PER_OWNER`: most unfinished jobs per owner (1-100000).
 /// - `SSE_PROGRESS_MAX_LOG_LINES`: log lines a job may write (0-1000000).
 /// - `SSE_PROGRESS_MAX_LOG_BYTES`: bytes of log lines a job may write (0-1 GiB).
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
@@ -71,6 +72,13 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
         |n| *n <= 1_000_000,
     )? {
         config.max_queued = n;
+    }
+    if let Some(n) = read::<usize>(
+        "SSE_PROGRESS_MAX_ACTIVE_PER_OWNER",
+        "a whole number from 1 to 100000",
+        |n| (1..=100_000).contains(n),
+    )? {
+        config.max_active_per_owner = n;
     }
     if let Some(n) = read::<usize>(
         "SSE_PROGRESS_MAX_LOG_LINES",
