@@ -10,21 +10,26 @@ use crate::jobs::EngineConfig;
 pub struct ConfigError {
     name: &'static str,
     value: String,
-    expected: &'static str,
+    expected: String,
 }
 
-fn read<T: std::str::FromStr>(
-    name: &'static str,
-    expected: &'static str,
-    valid: impl Fn(&T) -> bool,
-) -> Result<Option<T>, ConfigError> {
+/// Reads `name` as a whole number from `min` to `max`, if it is set.
+fn read(name: &'static str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
     match std::env::var(name) {
         Err(_) => Ok(None),
-        Ok(value) => match value.trim().parse::<T>() {
-            Ok(v) if valid(&v) => Ok(Some(v)),
-            _ => Err(ConfigError { name, value, expected }),
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(ConfigError { name, value, expected: format!("a whole number from {min} to {max}") }),
         },
     }
+}
+
+/// Sets `target` from `name` when it is set and valid.
+fn set(target: &mut usize, name: &'static str, min: u64, max: u64) -> Result<(), ConfigError> {
+    if let Some(v) = read(name, min, max)? {
+        *target = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    Ok(())
 }
 
 /// The engine's limits: [`EngineConfig::default`] with these overrides from the environment:
@@ -35,64 +40,18 @@ fn read<T: std::str::FromStr>(
 /// - `SSE_PROGRESS_MAX_QUEUED`: most jobs waiting for a slot (0-1000000).
 /// - `SSE_PROGRESS_MAX_ACTIVE_PER_OWNER`: most unfinished jobs per owner (1-100000).
 /// - `SSE_PROGRESS_MAX_LOG_LINES`: log lines a job may write (0-1000000).
-/// - `SSE_PROGRESS_MAX_LOG_BYTES`: bytes of log lines a job may write (0-1 GiB).
+/// - `SSE_PROGRESS_MAX_LOG_BYTES`: bytes of log lines a job may write (0-1073741824).
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
-    let mut config = EngineConfig::default();
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_REPLAY_CAPACITY",
-        "a whole number from 1 to 100000",
-        |n| (1..=100_000).contains(n),
-    )? {
-        config.replay_capacity = n;
+    let mut c = EngineConfig::default();
+    set(&mut c.replay_capacity, "SSE_PROGRESS_REPLAY_CAPACITY", 1, 100_000)?;
+    if let Some(secs) = read("SSE_PROGRESS_RETENTION_SECS", 1, 604_800)? {
+        c.retention = Duration::from_secs(secs);
     }
-    if let Some(secs) = read::<u64>(
-        "SSE_PROGRESS_RETENTION_SECS",
-        "a whole number of seconds from 1 to 604800",
-        |n| (1..=604_800).contains(n),
-    )? {
-        config.retention = Duration::from_secs(secs);
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_JOBS",
-        "a whole number from 1 to 10000000",
-        |n| (1..=10_000_000).contains(n),
-    )? {
-        config.max_jobs = n;
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_RUNNING",
-        "a whole number from 1 to 100000",
-        |n| (1..=100_000).contains(n),
-    )? {
-        config.max_running = n;
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_QUEUED",
-        "a whole number from 0 to 1000000",
-        |n| *n <= 1_000_000,
-    )? {
-        config.max_queued = n;
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_ACTIVE_PER_OWNER",
-        "a whole number from 1 to 100000",
-        |n| (1..=100_000).contains(n),
-    )? {
-        config.max_active_per_owner = n;
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_LOG_LINES",
-        "a whole number from 0 to 1000000",
-        |n| *n <= 1_000_000,
-    )? {
-        config.max_log_lines = n;
-    }
-    if let Some(n) = read::<usize>(
-        "SSE_PROGRESS_MAX_LOG_BYTES",
-        "a whole number of bytes from 0 to 1073741824",
-        |n| *n <= 1 << 30,
-    )? {
-        config.max_log_bytes = n;
-    }
-    Ok(config)
+    set(&mut c.max_jobs, "SSE_PROGRESS_MAX_JOBS", 1, 10_000_000)?;
+    set(&mut c.max_running, "SSE_PROGRESS_MAX_RUNNING", 1, 100_000)?;
+    set(&mut c.max_queued, "SSE_PROGRESS_MAX_QUEUED", 0, 1_000_000)?;
+    set(&mut c.max_active_per_owner, "SSE_PROGRESS_MAX_ACTIVE_PER_OWNER", 1, 100_000)?;
+    set(&mut c.max_log_lines, "SSE_PROGRESS_MAX_LOG_LINES", 0, 1_000_000)?;
+    set(&mut c.max_log_bytes, "SSE_PROGRESS_MAX_LOG_BYTES", 0, 1 << 30)?;
+    Ok(c)
 }

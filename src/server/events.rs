@@ -94,10 +94,20 @@ pub async fn job_events(
     Ok(sse_response(&engine, subscription))
 }
 
-/// The SSE response for a subscription: the stream below with keep-alives and the headers
-/// that stop proxies from buffering it; it ends early when the server shuts down.
+/// The SSE response for a subscription: see [`sse_of`].
 pub fn sse_response(engine: &JobEngine, subscription: Subscription) -> Response {
-    let stream = event_stream(subscription).take_until(engine.shutdown_token().cancelled_owned());
+    sse_of(engine, event_stream(subscription))
+}
+
+/// An SSE response of `events`: a `retry:` hint first, keep-alives while idle, the headers that
+/// stop proxies from buffering it, and an early end when the server shuts down (clients then
+/// reconnect elsewhere or later).
+pub fn sse_of(engine: &JobEngine, events: impl Stream<Item = Event> + Send + 'static) -> Response {
+    let hint = futures::stream::once(async { Event::default().retry(RETRY_HINT) });
+    let stream = hint
+        .chain(events)
+        .map(Ok::<_, Infallible>)
+        .take_until(engine.shutdown_token().cancelled_owned());
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
     (
         [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
@@ -106,29 +116,19 @@ pub fn sse_response(engine: &JobEngine, subscription: Subscription) -> Response 
         .into_response()
 }
 
-enum Phase {
-    Hint(Subscription),
-    Streaming(Subscription),
-    Ended,
-}
-
-/// The SSE events for one subscription: the retry hint, every delivery, then `end`.
-pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(Phase::Hint(subscription), |phase| async move {
-        match phase {
-            Phase::Hint(sub) => Some((Event::default().retry(RETRY_HINT), Phase::Streaming(sub))),
-            Phase::Streaming(mut sub) => match sub.next().await {
-                Some(delivery) => Some((delivery_event(&delivery), Phase::Streaming(sub))),
-                None => {
-                    let last = sub.current();
-                    let end = json!({"status": last.status, "seq": last.seq});
-                    Some((Event::default().event("end").data(end.to_string()), Phase::Ended))
-                }
-            },
-            Phase::Ended => None,
+/// The SSE events for one subscription: every delivery, then `end`.
+pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Event> {
+    futures::stream::unfold(Some(subscription), |sub| async move {
+        let mut sub = sub?;
+        match sub.next().await {
+            Some(delivery) => Some((delivery_event(&delivery), Some(sub))),
+            None => {
+                let last = sub.current();
+                let end = json!({"status": last.status, "seq": last.seq});
+                Some((Event::default().event("end").data(end.to_string()), None))
+            }
         }
     })
-    .map(Ok)
 }
 
 fn delivery_event(delivery: &Delivery) -> Event {

@@ -10,13 +10,11 @@
 //! state, and jobs the owner starts later (in any tab) arrive from their first event on.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event;
+use axum::response::Response;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -24,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
-use super::events::{KEEP_ALIVE, RETRY_HINT};
+use super::events::sse_of;
 use super::extract::ApiQuery;
 use super::owner::Owner;
 use super::AppError;
@@ -155,18 +153,8 @@ pub async fn owner_events(
     for state in engine.jobs_of(&owner.token) {
         feed.follow(state.id, Some(cursors.get(&state.id).copied().unwrap_or(u64::MAX)));
     }
-    let hint = futures::stream::once(async { Event::default().retry(RETRY_HINT) });
     let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });
-    let stream = hint
-        .chain(events)
-        .map(Ok::<_, Infallible>)
-        .take_until(engine.shutdown_token().cancelled_owned());
-    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
-    Ok((
-        [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
-        sse,
-    )
-        .into_response())
+    Ok(sse_of(&engine, events))
 }
 
 #[cfg(test)]
