@@ -311,7 +311,8 @@ pub fn value_text(progress: f64, status: Option<JobStatus>, step: Option<&str>) 
     text
 }
 
-/// Milliseconds since the Unix epoch, now (the browser's clock in the browser).
+/// Milliseconds since the Unix epoch, now: the `ts` of every event on the server, the
+/// browser's clock in the browser.
 pub fn now_ms() -> u64 {
     #[cfg(not(feature = "ssr"))]
     {

@@ -17,8 +17,8 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::engine::{Inner, JobEngine};
-use super::record::{now_ms, JobRecord};
-use crate::model::{JobId, LogLevel, LogLine};
+use super::record::JobRecord;
+use crate::model::{now_ms, JobId, LogLevel, LogLine};
 
 /// The name of the span every job runs in.
 pub const JOB_SPAN: &str = "job";

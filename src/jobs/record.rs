@@ -8,13 +8,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{JobId, JobStatus, LogLine, Snapshot};
+use crate::model::{now_ms, JobId, JobStatus, LogLine, Snapshot};
 
 /// How often, at most, a job that is dropping log lines says so while it runs.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -98,14 +98,6 @@ impl RecordState {
         }
         self.log.push_back(event);
     }
-}
-
-/// Milliseconds since the Unix epoch, the `ts` of every event.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl JobRecord {

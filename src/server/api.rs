@@ -291,7 +291,7 @@ pub async fn cancel_job(State(engine): State<JobEngine>, owner: Owner, Path(id):
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job)?;
     let outcome = engine.cancel(job).ok_or_else(|| AppError::JobNotFound(id.clone()))?;
-    let (_, snapshot) = current(&engine, &owner, &id)?;
+    let snapshot = engine.snapshot(job).ok_or(AppError::JobNotFound(id))?;
     let (status, message) = match outcome {
         CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
         CancelOutcome::AlreadyEnded(status) => {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use utoipa::ToSchema;
 
-use super::check_range;
+use super::{check_range, hex};
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
 /// The kind's name.
@@ -77,10 +77,6 @@ fn fill(buf: &mut [u8], state: &mut u64) {
         let bytes = state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
         word.copy_from_slice(&bytes[..word.len()]);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One pass: generate and hash every chunk, reporting progress from `from` to `to` percent.

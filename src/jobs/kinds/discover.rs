@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::check_range;
+use super::{check_range, hex};
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 
 /// The kind's name.
@@ -148,6 +148,6 @@ pub async fn run(p: DiscoverParams, r: ProgressReporter) -> Result<DiscoverResul
         files: u32::try_from(sizes.len()).unwrap_or(u32::MAX),
         directories,
         bytes: total,
-        sha256: hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        sha256: hex(&hasher.finalize()),
     })
 }

@@ -36,3 +36,8 @@ pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
         Ok(())
     }
 }
+
+/// Lower-case hex of `bytes`, e.g. a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
