@@ -23,10 +23,18 @@ test.describe("a job's live progress", () => {
     const intermediate = new Set(values.filter((v) => v > 0 && v < 100));
     expect(intermediate.size, `intermediate values: ${[...intermediate]}`).toBeGreaterThanOrEqual(10);
     expect(nonDecreasing(values), `values went backwards: ${values}`).toBe(true);
-    const steps = new Set(seen.map((s) => s.step));
-    for (const step of ["Step 1 of 4: Preparing", "Step 2 of 4: Hashing", "Step 3 of 4: Verifying", "Step 4 of 4: Summarizing"]) {
-      expect(steps, `steps seen: ${[...steps]}`).toContain(step);
-    }
+    // Each step is named, in order, and none is skipped once the page shows. The page can only
+    // show what the job is doing when it arrives: on a busy machine the 300 ms "Preparing" step
+    // may be over before the redirect lands, so the first step seen is 1 or 2, never later.
+    const names = ["Step 1 of 4: Preparing", "Step 2 of 4: Hashing", "Step 3 of 4: Verifying", "Step 4 of 4: Summarizing"];
+    const steps = seen
+      .map((s) => s.step)
+      .filter((s) => s !== "")
+      .filter((s, i, all) => i === 0 || s !== all[i - 1]);
+    const first = names.indexOf(steps[0]);
+    expect(first, `first step shown: ${steps[0]}`).toBeGreaterThanOrEqual(0);
+    expect(first, `first step shown: ${steps[0]}`).toBeLessThanOrEqual(1);
+    expect(steps, `steps seen: ${steps}`).toEqual(names.slice(first));
   });
 
   test("the bar carries the ARIA semantics of a progress bar", async ({ page }) => {

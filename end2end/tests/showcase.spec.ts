@@ -21,12 +21,27 @@ test("the log console fills with the job's own lines while it runs", async ({ pa
   await expect(page.getByRole("log", { name: "Job log" }).locator("[data-level]")).toHaveCount(lines);
 });
 
-test("every showcase component follows one job to its completed state", async ({ page }) => {
+test("Start Processing on the showcase follows the new job until every component shows it completed", async ({ page }) => {
   const show = new ShowcasePage(page);
   await show.goto();
   await show.startJob();
 
-  // The total is unknown at first: indeterminate bar and ring, no value.
+  await expect(show.bar).toHaveAttribute("aria-valuenow", "100", { timeout: 30_000 });
+  await expect(show.stepper.locator("li")).toHaveCount(3);
+  await expect(show.stepper.locator('li[data-state="done"]')).toHaveCount(3);
+  await expect(show.ring).toHaveAttribute("aria-valuenow", "100");
+  await expect(show.phase).toHaveAttribute("data-mode", "determinate");
+  await expect(show.phase).toHaveAttribute("aria-valuenow", "100");
+  await expect(show.log).toContainText("walk finished: the total is known");
+  await expect(show.eta).toHaveText(/^Finished in \d+\.\d s$/);
+});
+
+test("work of unknown length is indeterminate until its total is known, then shows a rate and an ETA", async ({ page }) => {
+  const show = new ShowcasePage(page);
+  await show.goto();
+  await show.followSlowDiscovery();
+
+  // The total is unknown at first: indeterminate bar and ring, no value, no ETA.
   await expect(show.phase).toHaveAttribute("data-mode", "indeterminate");
   await expect(show.phase).not.toHaveAttribute("aria-valuenow", /.*/);
   await expect(show.ring).not.toHaveAttribute("aria-valuenow", /.*/);
@@ -34,16 +49,15 @@ test("every showcase component follows one job to its completed state", async ({
   await expect(show.stepper.locator('li[aria-current="step"]')).toContainText("Discovering");
 
   // Then it is known: determinate, with a rate and an ETA.
-  await expect(show.phase).toHaveAttribute("data-mode", "determinate", { timeout: 15_000 });
+  await expect(show.phase).toHaveAttribute("data-mode", "determinate", { timeout: 30_000 });
+  await expect(show.stepper.locator('li[data-state="done"]').first()).toContainText("Discovering");
   await expect(show.eta).toHaveText(/^about \d+ (s|min) left, [\d.]+ (MB|kB|B)\/s$/, { timeout: 10_000 });
 
   // And all of them end completed.
-  await expect(show.bar).toHaveAttribute("aria-valuenow", "100", { timeout: 20_000 });
-  await expect(show.stepper.locator("li")).toHaveCount(3);
+  await expect(show.bar).toHaveAttribute("aria-valuenow", "100", { timeout: 30_000 });
   await expect(show.stepper.locator('li[data-state="done"]')).toHaveCount(3);
   await expect(show.ring).toHaveAttribute("aria-valuenow", "100");
   await expect(show.phase).toHaveAttribute("aria-valuenow", "100");
-  await expect(show.log).toContainText("walk finished: the total is known");
   await expect(show.eta).toHaveText(/^Finished in \d+\.\d s$/);
 });
 
@@ -51,7 +65,7 @@ test("the indeterminate band stands still for people who prefer reduced motion",
   await page.emulateMedia({ reducedMotion: "reduce" });
   const show = new ShowcasePage(page);
   await show.goto();
-  await show.startJob();
+  await show.followSlowDiscovery();
   const band = show.phase.locator(".sse-indeterminate");
   await expect(band).toBeVisible();
   expect(await band.evaluate((el) => getComputedStyle(el).animationName)).toBe("none");
