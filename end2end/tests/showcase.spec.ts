@@ -21,6 +21,41 @@ test("the log console fills with the job's own lines while it runs", async ({ pa
   await expect(page.getByRole("log", { name: "Job log" }).locator("[data-level]")).toHaveCount(lines);
 });
 
+test("the log console follows new lines, stays put when the person scrolls up, and jumps back on request", async ({ page }) => {
+  const job = new JobPage(page);
+  await job.gotoHome();
+  // About 40 directory listings, one log line each, 300 ms apart.
+  await job.openNewJob("discover", { files: 240, dir_ms: 300, file_ms: 10 });
+  const log = page.getByRole("log", { name: "Job log" });
+  const lines = () => log.locator("[data-level]").count();
+  const fromBottom = () => log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+  const scrollTop = () => log.evaluate((el) => el.scrollTop);
+
+  // More lines than fit: the console keeps the newest in view as they arrive.
+  await expect.poll(() => log.evaluate((el) => el.scrollHeight - el.clientHeight), { timeout: 20_000 }).toBeGreaterThan(60);
+  const before = await lines();
+  await expect.poll(lines).toBeGreaterThan(before);
+  await expect.poll(fromBottom).toBeLessThanOrEqual(24);
+
+  // The person scrolls up to read: new lines keep arriving, the view stays where they put it.
+  await log.hover();
+  await page.mouse.wheel(0, -5000);
+  await expect.poll(scrollTop).toBe(0);
+  const whileReading = await lines();
+  await expect.poll(lines).toBeGreaterThanOrEqual(whileReading + 2);
+  expect(await scrollTop()).toBe(0);
+  const jump = page.getByRole("button", { name: /^Jump to the newest line \(\d+ new lines?\)$/ });
+  await expect(jump).toBeVisible();
+
+  // Jumping back follows again.
+  await jump.click();
+  await expect.poll(fromBottom).toBeLessThanOrEqual(24);
+  await expect(jump).toHaveCount(0);
+  const followed = await lines();
+  await expect.poll(lines).toBeGreaterThan(followed);
+  await expect.poll(fromBottom).toBeLessThanOrEqual(24);
+});
+
 test("Start Processing on the showcase follows the new job until every component shows it completed", async ({ page }) => {
   const show = new ShowcasePage(page);
   await show.goto();

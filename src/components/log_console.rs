@@ -1,5 +1,6 @@
 //! A job's own log lines as a console: level colours, timestamps, follows new lines unless
-//! the person scrolled up, and readable by screen readers (`role="log"`).
+//! the person scrolled up (then a button tells how many new lines wait below and jumps to
+//! them), and readable by screen readers (`role="log"`).
 //!
 //! Usage: `<LogConsole lines=job.logs dropped=job.logs_dropped/>` with the signals of
 //! `use_sse_progress`. Lines are always shown as text, never as HTML.
@@ -51,21 +52,39 @@ pub fn LogConsole(
 ) -> impl IntoView {
     let scroller = NodeRef::<Div>::new();
     let following = RwSignal::new(true);
+    // The newest line the person had on screen when they scrolled up (by sequence number).
+    let read_up_to = RwSignal::new(0u64);
+    let newest = move || lines.with(|l| l.last().map_or(0, |line| line.seq));
+    let unseen = move || {
+        let mark = read_up_to.get();
+        lines.with(|l| l.iter().rev().take_while(|line| line.seq > mark).count())
+    };
+    let to_bottom = move || {
+        request_animation_frame(move || {
+            if let Some(el) = scroller.get_untracked() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        });
+    };
     // After new lines are laid out, stay at the bottom if the person was there.
     Effect::new(move |_| {
         lines.track();
         if following.get_untracked() {
-            request_animation_frame(move || {
-                if let Some(el) = scroller.get_untracked() {
-                    el.set_scroll_top(el.scroll_height());
-                }
-            });
+            to_bottom();
         }
     });
     let on_scroll = move |_| {
         if let Some(el) = scroller.get_untracked() {
-            following.set(el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_SLACK);
+            let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_SLACK;
+            if following.get_untracked() && !at_bottom {
+                read_up_to.set(newest());
+            }
+            following.set(at_bottom);
         }
+    };
+    let jump = move |_| {
+        following.set(true);
+        to_bottom();
     };
     view! {
         <section aria-labelledby="log-heading" class="space-y-2">
@@ -113,6 +132,19 @@ pub fn LogConsole(
                     </For>
                 </Show>
             </div>
+            <Show when=move || !following.get() && unseen() != 0>
+                <button
+                    type="button"
+                    on:click=jump
+                    data-testid="log-jump"
+                    class="rounded-md bg-slate-800 px-3 py-1 text-xs font-medium text-slate-100 hover:bg-slate-700 focus-visible:outline-2 focus-visible:outline-indigo-500 dark:bg-slate-700 dark:hover:bg-slate-600"
+                >
+                    {move || {
+                        let n = unseen();
+                        format!("Jump to the newest line ({n} new line{})", if n == 1 { "" } else { "s" })
+                    }}
+                </button>
+            </Show>
         </section>
     }
 }
