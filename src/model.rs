@@ -186,6 +186,12 @@ impl Snapshot {
         step_label(self.step_index, self.step_count, &self.step)
     }
 
+    /// Whether the job is running without knowing how far along it is (its total is not known
+    /// yet): bars show an indeterminate band and no value then.
+    pub fn measuring(&self) -> bool {
+        self.indeterminate && self.status == JobStatus::Running
+    }
+
     /// Progress rounded to a whole percent, clamped to 0-100, for `aria-valuenow`.
     pub fn percent(&self) -> u8 {
         percent(self.progress)
@@ -289,10 +295,7 @@ pub fn percent(progress: f64) -> u8 {
 /// "100%, completed", "60%, failed at step 3 of 4: Validating".
 pub fn value_text(progress: f64, status: Option<JobStatus>, step: Option<&str>) -> String {
     let mut text = format!("{}%", percent(progress));
-    let step = step.map(|label| {
-        let mut chars = label.chars();
-        chars.next().map_or_else(String::new, |first| first.to_lowercase().chain(chars).collect())
-    });
+    let step = step.map(lower_first);
     match (status, step) {
         (Some(JobStatus::Completed), _) => text.push_str(", completed"),
         (Some(JobStatus::Cancelled), _) => text.push_str(", cancelled"),
@@ -309,6 +312,21 @@ pub fn value_text(progress: f64, status: Option<JobStatus>, step: Option<&str>) 
         (_, None) => {}
     }
     text
+}
+
+/// What a screen reader says of a bar whose total is not known yet:
+/// "total not known yet, step 1 of 3: Discovering".
+pub fn unknown_value_text(step: Option<&str>) -> String {
+    match step {
+        Some(label) => format!("total not known yet, {}", lower_first(label)),
+        None => "total not known yet".to_string(),
+    }
+}
+
+/// "Step 2 of 4" -> "step 2 of 4", to follow a comma.
+fn lower_first(label: &str) -> String {
+    let mut chars = label.chars();
+    chars.next().map_or_else(String::new, |first| first.to_lowercase().chain(chars).collect())
 }
 
 /// Milliseconds since the Unix epoch, now: the `ts` of every event on the server, the
@@ -359,6 +377,7 @@ mod tests {
         let running = Some(JobStatus::Running);
         assert_eq!(value_text(44.6, running, Some("Step 2 of 4: Processing")), "45%, step 2 of 4: Processing");
         assert_eq!(value_text(0.0, running, None), "0%");
+        assert_eq!(unknown_value_text(Some("Step 1 of 3: Discovering")), "total not known yet, step 1 of 3: Discovering");
         assert_eq!(value_text(100.0, Some(JobStatus::Completed), Some("Step 4 of 4: Done")), "100%, completed");
         assert_eq!(
             value_text(60.0, Some(JobStatus::Failed), Some("Step 3 of 4: Validating")),

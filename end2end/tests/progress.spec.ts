@@ -67,6 +67,24 @@ test.describe("a job's live progress", () => {
     await expect(job.start).toBeEnabled();
   });
 
+  test("a job that does not know its total yet shows an indeterminate bar, then its value", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    await job.openNewJob("discover", { dir_ms: 500 });
+    // No made-up 0 %: no value, a sliding band, and words for screen readers.
+    await expect(job.bar).toHaveAttribute("data-mode", "indeterminate");
+    await expect(job.bar).not.toHaveAttribute("aria-valuenow", /.*/);
+    await expect(job.bar).toHaveAttribute("aria-valuetext", "total not known yet, step 1 of 3: Discovering");
+    await expect(job.bar).toHaveAttribute("aria-busy", "true");
+    await expect(page.getByTestId("progress-percent")).toHaveText("total not known yet");
+
+    await expect(job.bar).toHaveAttribute("data-mode", "determinate", { timeout: 20_000 });
+    await expect(job.bar).toHaveAttribute("aria-valuetext", /^\d{1,3}%, step [23] of 3: /);
+    await job.waitForStatus("Completed");
+    await expect(job.bar).toHaveAttribute("aria-valuenow", "100");
+    await expect(job.bar).not.toHaveAttribute("aria-busy", /.*/);
+  });
+
   test("reloading mid-job renders the current state at once and carries on without going backwards", async ({ page }) => {
     const job = new JobPage(page);
     await job.recordProgress();

@@ -143,6 +143,8 @@ pub struct UseSseProgressReturn {
     pub status: Signal<Option<JobStatus>>,
     /// Percent done, 0-100.
     pub progress: Signal<f64>,
+    /// Whether the job runs without knowing its total yet (`progress` means nothing then).
+    pub indeterminate: Signal<bool>,
     /// The current step; `None` before the first.
     pub step: Signal<Option<StepInfo>>,
     /// The latest message.
@@ -204,6 +206,7 @@ pub fn use_sse_progress_with_options(
         snapshot: state.into(),
         status: Signal::derive(move || state.with(|s| s.as_ref().map(|s| s.status))),
         progress: Signal::derive(move || state.with(|s| s.as_ref().map_or(0.0, |s| s.progress))),
+        indeterminate: Signal::derive(move || state.with(|s| s.as_ref().is_some_and(Snapshot::measuring))),
         step: Signal::derive(move || {
             state.with(|s| {
                 s.as_ref().filter(|s| s.step_index > 0).map(|s| StepInfo {

@@ -100,6 +100,7 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
     let state = Memo::new(move |_| jobs.with(|all| all.get(&id).cloned()));
     let status = Signal::derive(move || state.get().map(|s| s.status));
     let progress = Signal::derive(move || state.get().map_or(0.0, |s| s.progress));
+    let measuring = Signal::derive(move || state.get().is_some_and(|s| s.measuring()));
     let step = Signal::derive(move || {
         state.get().filter(|s| s.step_index > 0).map(|s| StepInfo { name: s.step, index: s.step_index, count: s.step_count })
     });
@@ -120,7 +121,7 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
                     <a href=format!("/jobs/{id}") class="rounded-lg border border-slate-300 px-4 py-2 text-sm font-medium hover:border-indigo-400 hover:text-indigo-700 dark:border-slate-700 dark:hover:text-indigo-300">"Open"</a>
                 </div>
             </div>
-            <ProgressBar progress=progress status=status step=step/>
+            <ProgressBar progress=progress status=status step=step indeterminate=measuring/>
             <p class="text-sm text-slate-600 dark:text-slate-400">{label}</p>
         </li>
     }

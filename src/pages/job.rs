@@ -60,7 +60,7 @@ fn JobView(initial: Snapshot, logs: Vec<LogLine>) -> impl IntoView {
                     </div>
                     <StatusBadge status=job.status/>
                 </header>
-                <ProgressBar progress=job.progress status=job.status step=job.step/>
+                <ProgressBar progress=job.progress status=job.status step=job.step indeterminate=job.indeterminate/>
                 <div class="flex flex-wrap items-start justify-between gap-3">
                   <div class="min-w-0 flex-1 space-y-1">
                     <StepLabel step=job.step status=job.status/>
