@@ -31,6 +31,7 @@ async fn another_owner_gets_404_on_every_view_of_a_job() {
     for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
+    assert!(!cookie.contains("Secure"), "plain HTTP cannot carry a Secure cookie back: {cookie}");
     let id = started.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
     assert_eq!(app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").status(), 200);
 
@@ -115,4 +116,20 @@ async fn one_owner_cannot_take_every_slot() {
     );
     let someone_else = browser().post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
     assert_eq!(someone_else.status(), 202, "the limit is per owner");
+}
+
+#[tokio::test]
+async fn behind_a_tls_proxy_the_owner_cookie_is_secure() {
+    let app = TestApp::spawn().await;
+    let page = reqwest::Client::new()
+        .get(app.url("/"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().expect("text").to_string();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
 }

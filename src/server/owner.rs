@@ -2,8 +2,9 @@
 //! started it (anyone else gets the same 404 as for a job that never existed, so ids cannot
 //! be probed).
 //!
-//! Browsers are told their owner token once, in an `HttpOnly`, `SameSite=Lax` cookie, on their
-//! first request; no login is needed. Other clients send it as `Authorization: Bearer TOKEN`;
+//! Browsers are told their owner token once, in an `HttpOnly`, `SameSite=Lax` cookie (also
+//! `Secure` when a TLS-terminating proxy says the browser came over HTTPS), on their first
+//! request; no login is needed. Other clients send it as `Authorization: Bearer TOKEN`;
 //! a client that sends neither gets a fresh token in the answer to `POST /api/jobs`
 //! (`owner_token`). A token is 256 bits from the system's random source (two UUID v4s, 244
 //! random bits) and never travels in a URL.
@@ -77,17 +78,45 @@ pub async fn identify(mut request: Request, next: Next) -> Response {
         },
     };
     request.extensions_mut().insert(owner.clone());
+    let secure = over_https(request.headers());
     let mut response = next.run(request).await;
     if owner.is_new {
         let cookie = format!(
-            "{COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax",
-            owner.token
+            "{COOKIE}={}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
+            owner.token,
+            if secure { "; Secure" } else { "" }
         );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
     }
     response
+}
+
+/// Whether the browser reached us over HTTPS through a proxy that terminates TLS and says so
+/// (`X-Forwarded-Proto: https` or `Forwarded: proto=https`). The cookie is then `Secure`, so it
+/// never travels over plain HTTP. The server itself speaks plain HTTP; a forged header can only
+/// make the forger's own cookie stricter.
+fn over_https(headers: &axum::http::HeaderMap) -> bool {
+    let said = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    let forwarded_proto = said("x-forwarded-proto")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .next()
+        .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"));
+    // RFC 7239: the first element is the hop nearest the browser.
+    let forwarded = said("forwarded")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .next()
+        .is_some_and(|hop| {
+            hop.split(';').any(|pair| {
+                pair.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        });
+    forwarded_proto || forwarded
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Owner {
@@ -121,6 +150,22 @@ mod tests {
         assert_ne!(a.token, b.token);
         assert!(!well_formed("abc"));
         assert!(!well_formed(&a.token.to_uppercase()));
+    }
+
+    #[test]
+    fn https_is_recognised_from_either_proxy_header() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            over_https(&headers)
+        };
+        assert!(with("x-forwarded-proto", "https"));
+        assert!(with("x-forwarded-proto", "HTTPS, http"));
+        assert!(!with("x-forwarded-proto", "http"));
+        assert!(with("forwarded", "for=192.0.2.60;proto=https;by=203.0.113.43"));
+        assert!(with("forwarded", "proto=\"https\", proto=http"));
+        assert!(!with("forwarded", "for=192.0.2.60;proto=http"));
+        assert!(!over_https(&axum::http::HeaderMap::new()));
     }
 
     #[test]
