@@ -24,8 +24,9 @@ test("the log console fills with the job's own lines while it runs", async ({ pa
 test("the log console follows new lines, stays put when the person scrolls up, and jumps back on request", async ({ page }) => {
   const job = new JobPage(page);
   await job.gotoHome();
-  // About 40 directory listings, one log line each, 300 ms apart.
-  await job.openNewJob("discover", { files: 240, dir_ms: 300, file_ms: 10 });
+  // About 65 directory listings, one log line each, 150 ms apart: lines keep arriving while the
+  // person scrolls, which is when following must not undo their scroll.
+  await job.openNewJob("discover", { files: 400, dir_ms: 150, file_ms: 5 });
   const log = page.getByRole("log", { name: "Job log" });
   const lines = () => log.locator("[data-level]").count();
   const fromBottom = () => log.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);

@@ -59,12 +59,25 @@ pub fn LogConsole(
         let mark = read_up_to.get();
         lines.with(|l| l.iter().rev().take_while(|line| line.seq > mark).count())
     };
+    // Where the console was last seen scrolled to: a smaller value means the person moved up.
+    let last_top = StoredValue::new(0);
     let to_bottom = move || {
         request_animation_frame(move || {
+            // Checked again now: the person may have started scrolling up since it was asked.
+            if !following.get_untracked() {
+                return;
+            }
             if let Some(el) = scroller.get_untracked() {
                 el.set_scroll_top(el.scroll_height());
+                last_top.set_value(el.scroll_top());
             }
         });
+    };
+    let stop_following = move || {
+        if following.get_untracked() {
+            read_up_to.set(newest());
+            following.set(false);
+        }
     };
     // After new lines are laid out, stay at the bottom if the person was there.
     Effect::new(move |_| {
@@ -73,13 +86,24 @@ pub fn LogConsole(
             to_bottom();
         }
     });
+    // A wheel turned up is the earliest sign the person wants to read back: stop following
+    // before the next line arrives, or following would undo their scroll.
+    let on_wheel = move |e: leptos::ev::WheelEvent| {
+        let can_go_up = scroller.get_untracked().is_some_and(|el| el.scroll_top() > 0);
+        if e.delta_y() < 0.0 && can_go_up {
+            stop_following();
+        }
+    };
     let on_scroll = move |_| {
         if let Some(el) = scroller.get_untracked() {
-            let at_bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= FOLLOW_SLACK;
-            if following.get_untracked() && !at_bottom {
-                read_up_to.set(newest());
+            let top = el.scroll_top();
+            if el.scroll_height() - top - el.client_height() <= FOLLOW_SLACK {
+                following.set(true);
+            } else if top < last_top.get_value() {
+                // Moved up by keyboard, scrollbar or touch.
+                stop_following();
             }
-            following.set(at_bottom);
+            last_top.set_value(top);
         }
     };
     let jump = move |_| {
@@ -105,6 +129,7 @@ pub fn LogConsole(
             <div
                 node_ref=scroller
                 on:scroll=on_scroll
+                on:wheel=on_wheel
                 role="log"
                 aria-live="polite"
                 aria-label="Job log"
