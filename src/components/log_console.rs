@@ -97,11 +97,13 @@ pub fn LogConsole(
     let on_scroll = move |_| {
         if let Some(el) = scroller.get_untracked() {
             let top = el.scroll_top();
-            if el.scroll_height() - top - el.client_height() <= FOLLOW_SLACK {
-                following.set(true);
-            } else if top < last_top.get_value() {
-                // Moved up by keyboard, scrollbar or touch.
+            let at_bottom = el.scroll_height() - top - el.client_height() <= FOLLOW_SLACK;
+            if top < last_top.get_value() {
+                // Moved up (wheel, keyboard, scrollbar or touch), even if only a little so far.
                 stop_following();
+            } else if at_bottom {
+                // Came back down to the newest line.
+                following.set(true);
             }
             last_top.set_value(top);
         }
