@@ -1,4 +1,5 @@
-// Takes the README's screenshot: the job page mid-job (light), plus a dark one to look at.
+// Takes the README's screenshots: the job page mid-job (light and dark), the showcase and the
+// dashboard.
 // Usage: node screenshot.mjs [base-url] [out-dir]   (a server must be running)
 import { chromium } from "@playwright/test";
 
@@ -32,4 +33,18 @@ await show.waitForURL(/showcase\?job=/);
 await show.locator('[data-testid="phase-progress"][data-mode="determinate"]').waitFor();
 await show.waitForTimeout(900);
 await show.screenshot({ path: `${out}/showcase.png`, fullPage: true });
+await show.close();
+// The dashboard with three jobs of one person: one failed, two running.
+const ctx = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+const dash = await ctx.newPage();
+await dash.goto(`${base}/jobs`);
+await dash.locator('[data-hydrated="true"]').waitFor();
+for (const kind of ["ticker", "checksum", "failing"]) {
+  await dash.getByLabel("Job kind").selectOption(kind);
+  await dash.getByRole("button", { name: "Start Processing" }).click();
+  await dash.waitForFunction((n) => document.querySelectorAll('[data-testid="job-row"]').length >= n,
+    ["ticker", "checksum", "failing"].indexOf(kind) + 1);
+}
+await dash.getByTestId("job-status").getByText("Failed", { exact: true }).waitFor({ timeout: 30000 });
+await dash.screenshot({ path: `${out}/dashboard.png` });
 await browser.close();

@@ -63,3 +63,12 @@ test("Cancel on the dashboard ends that job as cancelled", async ({ page }) => {
   await row.getByRole("button", { name: "Cancel", exact: true }).click();
   await expect(row.getByTestId("job-status")).toHaveText("Cancelled");
 });
+
+test("a failed job's row says why it failed", async ({ page }) => {
+  const dashboard = new DashboardPage(page);
+  await dashboard.goto();
+  await dashboard.startJob("failing");
+  const row = dashboard.rows.first();
+  await expect(row.getByTestId("job-status")).toHaveText("Failed", { timeout: 20_000 });
+  await expect(row.getByTestId("job-detail")).toContainText(/^Validating failed at record \d+ of 2400: field "amount" is -12\.50/);
+});

@@ -106,7 +106,14 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
     });
     let active = Signal::derive(move || !status.get().is_some_and(|s| s.is_terminal()));
     let kind = move || state.get().map(|s| s.kind).unwrap_or_default();
-    let label = move || step.get().map(|s| s.label()).unwrap_or_else(|| state.get().map(|s| s.message).unwrap_or_default());
+    let label = move || step.get().map(|s| s.label());
+    // The latest message, or why the job failed; shown as text, never as HTML.
+    let detail = move || {
+        state.get().map(|s| match s.error {
+            Some(error) => (true, error),
+            None => (false, s.message),
+        })
+    };
     let when = move || state.get().map(|s| age(now.get(), s.created)).unwrap_or_default();
     view! {
         <li data-testid="job-row" data-job=id.to_string() class="space-y-3 rounded-2xl border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-800 dark:bg-slate-900">
@@ -122,7 +129,17 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
                 </div>
             </div>
             <ProgressBar progress=progress status=status step=step indeterminate=measuring/>
-            <p class="text-sm text-slate-600 dark:text-slate-400">{label}</p>
+            <p class="text-sm">
+                <span class="text-slate-700 dark:text-slate-300">{label}</span>
+                {move || detail().filter(|(_, text)| !text.is_empty()).map(|(failed, text)| {
+                    let class = if failed {
+                        "block text-rose-700 dark:text-rose-300"
+                    } else {
+                        "block truncate text-slate-500 dark:text-slate-400"
+                    };
+                    view! { <span data-testid="job-detail" class=class>{text}</span> }
+                })}
+            </p>
         </li>
     }
 }
