@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::kinds::builtin;
 use super::*;
@@ -275,4 +275,38 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs()
     // The cancelled waiter's code never ran: it never left `pending`.
     let second_all = events(&collect(engine.subscribe(second, None).expect("kept")).await);
     assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
+}
+
+/// `GET /api/job-kinds` promises each param's range through its schema; validation must agree
+/// at both ends, or clients built from the schema get refused (or let through) by surprise.
+#[test]
+fn every_kinds_schema_states_the_ranges_its_validation_enforces() {
+    let kinds = builtin();
+    for kind in kinds.descriptions() {
+        let properties = kind.params_schema["properties"].as_object().cloned().unwrap_or_default();
+        let ranged: Vec<(String, i64, i64)> = properties
+            .iter()
+            .filter_map(|(field, schema)| {
+                Some((field.clone(), schema["minimum"].as_i64()?, schema["maximum"].as_i64()?))
+            })
+            .collect();
+        assert!(!ranged.is_empty(), "{}: no ranges in its schema", kind.name);
+        let accepts = |params: Value| matches!(kinds.prepare(&kind.name, params), Some(Ok(_)));
+        let all = |pick: fn(i64, i64) -> i64| {
+            Value::Object(ranged.iter().map(|(f, lo, hi)| (f.clone(), json!(pick(*lo, *hi)))).collect())
+        };
+        assert!(accepts(all(|lo, _| lo)), "{}: every param at its minimum is refused", kind.name);
+        assert!(accepts(all(|_, hi| hi)), "{}: every param at its maximum is refused", kind.name);
+        for (field, lo, hi) in &ranged {
+            for outside in [lo - 1, hi + 1] {
+                let mut params = kind.defaults.clone();
+                params[field.as_str()] = json!(outside);
+                let refused = kinds.prepare(&kind.name, params).map(|r| r.err());
+                let reason = refused.flatten().unwrap_or_else(|| {
+                    panic!("{}: {field} = {outside} is outside {lo}..={hi} but accepted", kind.name)
+                });
+                assert!(reason.contains(field.as_str()), "{}: {reason:?} does not name {field}", kind.name);
+            }
+        }
+    }
 }

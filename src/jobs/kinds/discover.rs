@@ -26,12 +26,16 @@ const PLAN: [&str; 3] = ["Discovering", "Processing", "Summarizing"];
 pub struct DiscoverParams {
     /// How many files the tree holds (1-100000); the job does not know this until it has
     /// walked the tree. Default 60.
+    #[schema(minimum = 1, maximum = 100000)]
     pub files: u32,
     /// Time to list one directory, in milliseconds (0-10000). Default 200.
+    #[schema(minimum = 0, maximum = 10000)]
     pub dir_ms: u64,
     /// Pause after each file, in milliseconds (0-10000). Default 40.
+    #[schema(minimum = 0, maximum = 10000)]
     pub file_ms: u64,
     /// Average file size in KiB (1-65536). Default 512.
+    #[schema(minimum = 1, maximum = 65536)]
     pub avg_kib: u32,
     /// Seed of the tree and its contents. Default 7.
     pub seed: u64,

@@ -30,10 +30,13 @@ const TICKS_PER_STEP: u32 = 5;
 #[serde(deny_unknown_fields, default)]
 pub struct FailingParams {
     /// How many steps the job has (1-6). Default 4.
+    #[schema(minimum = 1, maximum = 6)]
     pub steps: u32,
     /// The step it fails in (1 to `steps`). Default 3.
+    #[schema(minimum = 1, maximum = 6)]
     pub fail_at_step: u32,
     /// How long each step takes, in milliseconds (0-60000). Default 800.
+    #[schema(minimum = 0, maximum = 60000)]
     pub step_ms: u64,
 }
 

@@ -20,8 +20,10 @@ pub const DESCRIPTION: &str = "Reports N steps at a steady interval and does not
 #[serde(deny_unknown_fields, default)]
 pub struct TickerParams {
     /// How many steps (1-100000). Default 10.
+    #[schema(minimum = 1, maximum = 100000)]
     pub steps: u32,
     /// Time between steps, in milliseconds (0-600000). Default 500.
+    #[schema(minimum = 0, maximum = 600000)]
     pub interval_ms: u64,
 }
 
