@@ -1,14 +1,54 @@
-//! Engine load benchmark: thousands of `ticker` jobs at once, each followed by a subscriber.
-//! Prints throughput and memory figures; asserts nothing about time.
+//! Engine load benchmark, per store side by side: how many durable events a second the engine
+//! appends, how long an appended event takes to reach a subscriber (p50/p99) at a steady
+//! rate, how long a start takes to show its first event, and what it all costs in memory.
+//! Prints figures; asserts nothing about time.
 //!
-//! `cargo bench --bench engine -- [jobs] [steps] [interval_ms]` (defaults 10000 20 10).
+//! `cargo bench --features ssr --bench engine -- [memory|sqlite|both] [jobs] [events]`
+//! (defaults: both, 2000 jobs x 50 events for throughput; the latency phases are fixed:
+//! 100 jobs x 100 events a second each = 10,000 events/s for 5 s, and 300 starts).
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sse_progress::jobs::{kinds, EngineConfig, JobEngine};
+use sse_progress::jobs::store::memory::MemoryStore;
+use sse_progress::jobs::store::sqlite::SqliteStore;
+use sse_progress::jobs::store::JobStore;
+use sse_progress::jobs::{kinds, Delivery, EngineConfig, JobEngine, JobError, JobParams, ProgressReporter};
+
+/// The instant every `stamp` job measures from.
+static BASE: OnceLock<Instant> = OnceLock::new();
+
+fn micros_since_base() -> u64 {
+    u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Params of `stamp`: `events` messages, one every `interval_us`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(default)]
+struct StampParams {
+    events: u32,
+    interval_us: u64,
+}
+impl JobParams for StampParams {}
+
+/// Reports `events` messages, each carrying the moment it was reported (µs since `BASE`).
+async fn stamp(p: StampParams, r: ProgressReporter) -> Result<u32, JobError> {
+    let mut next = tokio::time::Instant::now();
+    for _ in 0..p.events {
+        if p.interval_us > 0 {
+            next += Duration::from_micros(p.interval_us);
+            tokio::time::sleep_until(next).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        r.message(micros_since_base().to_string());
+    }
+    Ok(p.events)
+}
 
 /// Resident and peak resident memory of this process, in KiB (Linux).
 fn memory_kib() -> (u64, u64) {
@@ -24,49 +64,132 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[at] as f64 / 1000.0
+}
+
+struct Figures {
+    store: &'static str,
+    events_per_sec: f64,
+    visible_p50_ms: f64,
+    visible_p99_ms: f64,
+    first_p50_ms: f64,
+    first_p99_ms: f64,
+    rss_kib: u64,
+}
+
+fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
+    let mut kinds = kinds::builtin();
+    kinds.register("stamp", "Reports timestamps", stamp);
+    let config = EngineConfig { max_jobs: jobs * 4 + 1000, max_running: jobs + 1000, max_queued: jobs, ..Default::default() };
+    JobEngine::open(config, kinds, store).expect("the store opens").0
+}
+
+/// Follows a job to its end; the latencies (µs) of the `stamp` messages it saw.
+async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> Vec<u64> {
+    let mut sub = engine.subscribe(id, None).expect("kept");
+    let mut latencies = Vec::new();
+    while let Some(delivery) = sub.next().await {
+        let now = micros_since_base();
+        if let Delivery::Event(s) = delivery {
+            if let Ok(sent) = s.message.parse::<u64>() {
+                latencies.push(now.saturating_sub(sent));
+            }
+        }
+    }
+    latencies
+}
+
+async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, events: u32) -> Figures {
+    let (rss_before, _) = memory_kib();
+    let engine = engine_on(store, jobs);
+
+    // 1. Throughput: every job at once, as fast as they can report.
+    let started = Instant::now();
+    let params = json!({"events": events, "interval_us": 0});
+    let ids = futures::future::join_all((0..jobs).map(|_| engine.start("stamp", params.clone()))).await;
+    let mut followers = Vec::new();
+    for id in ids {
+        let (engine, id) = (engine.clone(), id.expect("starts"));
+        followers.push(tokio::spawn(async move { follow(&engine, id).await.len() }));
+    }
+    let mut seen = 0;
+    for f in followers {
+        seen += f.await.expect("follower");
+    }
+    engine.flush().await;
+    let took = started.elapsed();
+    // Each job also appends `pending`, `running` and `completed`.
+    let appended = jobs as f64 * (f64::from(events) + 3.0);
+    let events_per_sec = appended / took.as_secs_f64();
+    assert!(seen >= jobs * events as usize / 2, "followers saw the events");
+
+    // 2. Append-to-visible latency at a steady 10,000 events/s: 100 jobs x 100/s for 5 s.
+    let mut followers = Vec::new();
+    for _ in 0..100 {
+        let id = engine.start("stamp", json!({"events": 500, "interval_us": 10_000})).await.expect("starts");
+        let engine = engine.clone();
+        followers.push(tokio::spawn(async move { follow(&engine, id).await }));
+    }
+    let mut latencies = Vec::new();
+    for f in followers {
+        latencies.extend(f.await.expect("follower"));
+    }
+    latencies.sort_unstable();
+
+    // 3. Start to first event: one start at a time, then its first event seen.
+    let mut firsts = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        let id = engine.start("stamp", json!({"events": 1, "interval_us": 0})).await.expect("starts");
+        let mut sub = engine.subscribe(id, None).expect("kept");
+        sub.next().await.expect("a first event");
+        firsts.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    firsts.sort_unstable();
+    engine.shutdown(Duration::from_secs(5)).await;
+    let (rss_after, _) = memory_kib();
+
+    Figures {
+        store: name,
+        events_per_sec,
+        visible_p50_ms: percentile(&latencies, 0.5),
+        visible_p99_ms: percentile(&latencies, 0.99),
+        first_p50_ms: percentile(&firsts, 0.5),
+        first_p99_ms: percentile(&firsts, 0.99),
+        rss_kib: rss_after.saturating_sub(rss_before),
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let jobs = args.first().copied().unwrap_or(10_000) as usize;
-    let steps = args.get(1).copied().unwrap_or(20);
-    let interval_ms = args.get(2).copied().unwrap_or(10);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let which = args.iter().find(|a| ["memory", "sqlite", "both"].contains(&a.as_str())).cloned().unwrap_or_else(|| "both".into());
+    let numbers: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let jobs = numbers.first().copied().unwrap_or(2000) as usize;
+    let events = u32::try_from(numbers.get(1).copied().unwrap_or(50)).unwrap_or(50);
+    BASE.get_or_init(Instant::now);
 
-    // Every job runs at once: this measures the engine, not the queue.
-    let config = EngineConfig { max_jobs: jobs + 1, max_running: jobs, max_queued: jobs, ..Default::default() };
-    let engine = JobEngine::new(config, kinds::builtin());
-    let (rss_before, _) = memory_kib();
-    let started = Instant::now();
-    let mut readers = Vec::with_capacity(jobs);
-    for _ in 0..jobs {
-        let id = engine
-            .start("ticker", json!({"steps": steps, "interval_ms": interval_ms}))
-            .expect("job starts");
-        let mut sub = engine.subscribe(id, None).expect("job exists");
-        readers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while sub.next().await.is_some() {
-                n += 1;
-            }
-            n
-        }));
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut figures = Vec::new();
+    if which != "sqlite" {
+        figures.push(measure("memory", Arc::new(MemoryStore::new()), jobs, events).await);
     }
-    let start_elapsed = started.elapsed();
-    let mut delivered = 0;
-    for r in readers {
-        delivered += r.await.expect("reader");
+    if which != "memory" {
+        let store = SqliteStore::open(dir.path().join("bench.db")).expect("opens");
+        figures.push(measure("sqlite", Arc::new(store), jobs, events).await);
     }
-    let elapsed = started.elapsed();
-    let (rss_after, peak) = memory_kib();
-    let ideal = Duration::from_millis(steps * interval_ms);
 
-    println!("jobs                 {jobs} x {steps} steps every {interval_ms} ms (ideal run {ideal:?})");
-    println!("start {jobs} jobs       {start_elapsed:?} ({:.1} µs per job)", start_elapsed.as_secs_f64() * 1e6 / jobs as f64);
-    println!("all ended after      {elapsed:?}");
-    println!("events delivered     {delivered} ({:.0} per second)", delivered as f64 / elapsed.as_secs_f64());
-    println!("memory               {rss_before} KiB before, {rss_after} KiB after, {peak} KiB peak");
-    println!(
-        "kept per ended job   {:.1} KiB ({} jobs kept for their retention)",
-        rss_after.saturating_sub(rss_before) as f64 / jobs as f64,
-        engine.job_count()
-    );
+    println!("throughput: {jobs} jobs x {events} events at once; latency: 100 jobs x 100 events/s (10,000/s); 300 starts");
+    println!("{:<8} {:>14} {:>16} {:>16} {:>18} {:>18} {:>12}", "store", "events/s", "visible p50 ms", "visible p99 ms", "first event p50", "first event p99", "RSS +MiB");
+    for f in figures {
+        println!(
+            "{:<8} {:>14.0} {:>16.2} {:>16.2} {:>15.2} ms {:>15.2} ms {:>12.1}",
+            f.store, f.events_per_sec, f.visible_p50_ms, f.visible_p99_ms, f.first_p50_ms, f.first_p99_ms, f.rss_kib as f64 / 1024.0
+        );
+    }
 }

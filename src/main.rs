@@ -1,5 +1,6 @@
 //! The `sse-progress` binary: serves the app (the default), or, as `watch` / `run`, follows a
-//! job in the terminal. Serving reads its configuration, starts the job engine, listens where
+//! job in the terminal. Serving reads its configuration, opens the job store
+//! (`SSE_PROGRESS_STORE`) and picks up the jobs a previous run left there, listens where
 //! `LEPTOS_SITE_ADDR` says, and shuts down gracefully on Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
@@ -7,19 +8,24 @@ use std::process::ExitCode;
 use clap::Parser;
 use leptos::config::get_configuration;
 use sse_progress::cli::{self, Cli, Command};
-use sse_progress::jobs::{kinds, JobEngine};
+use sse_progress::jobs::{kinds, store, JobEngine};
 use sse_progress::server::{self, config::engine_config_from_env, AppState};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let engine = JobEngine::new(engine_config_from_env()?, kinds::builtin());
+    let config = engine_config_from_env()?;
+    let store = store::open(std::env::var("SSE_PROGRESS_STORE").ok().as_deref())?;
+    let (engine, _recovered) = JobEngine::open(config, kinds::builtin(), store)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(filter))
         .with(engine.log_layer())
         .init();
+    tracing::info!(store = %engine.store_description(), "jobs are kept in the store");
+    // Only now, so that what resumed jobs log reaches their viewers through the layer above.
+    engine.start_recovered();
 
     let conf = get_configuration(None)?;
     let addr = conf.leptos_options.site_addr;

@@ -46,7 +46,7 @@ impl FromStr for JobId {
     }
 }
 
-/// Where a job is in its life. `Completed`, `Failed` and `Cancelled` are terminal.
+/// Where a job is in its life. `Completed`, `Failed`, `Cancelled` and `Interrupted` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -59,14 +59,17 @@ pub enum JobStatus {
     Completed,
     /// Ended with an error (in [`Snapshot::error`]).
     Failed,
-    /// Stopped on request (or at server shutdown) before it ended by itself.
+    /// Stopped on request before it ended by itself.
     Cancelled,
+    /// Cut short because the server stopped (or died) while it ran and its kind cannot
+    /// continue from a checkpoint; [`Snapshot::error`] says so. Start it again to redo it.
+    Interrupted,
 }
 
 impl JobStatus {
     /// Whether nothing more will happen to the job.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Interrupted)
     }
 
     /// The lower-case name used on the wire and in the UI.
@@ -77,6 +80,7 @@ impl JobStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -178,6 +182,7 @@ impl Snapshot {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
         }
     }
 
@@ -299,6 +304,7 @@ pub fn value_text(progress: f64, status: Option<JobStatus>, step: Option<&str>) 
     match (status, step) {
         (Some(JobStatus::Completed), _) => text.push_str(", completed"),
         (Some(JobStatus::Cancelled), _) => text.push_str(", cancelled"),
+        (Some(JobStatus::Interrupted), _) => text.push_str(", interrupted by a server restart"),
         (Some(JobStatus::Failed), Some(step)) => {
             text.push_str(", failed at ");
             text.push_str(&step);
@@ -405,6 +411,7 @@ mod tests {
             JobStatus::Completed,
             JobStatus::Failed,
             JobStatus::Cancelled,
+            JobStatus::Interrupted,
         ] {
             s.status = status;
             assert_ne!(s.event_name(), "error");

@@ -31,7 +31,7 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 #[server(endpoint = "start_job")]
 pub async fn start_job(kind: String, then: Option<String>) -> Result<JobId, ServerFnError> {
     let owner = owner()?;
-    let id = engine()?.start_for(Some(&owner.token), &kind, serde_json::Value::Null).map_err(|e| {
+    let id = engine()?.start_for(Some(&owner.key), &kind, serde_json::Value::Null).await.map_err(|e| {
         // Bad input is the client's error, never a 500.
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
             response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
@@ -88,7 +88,7 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
 #[server(endpoint = "my_jobs")]
 pub async fn my_jobs() -> Result<Vec<Snapshot>, ServerFnError> {
     let owner = owner()?;
-    Ok(engine()?.jobs_of(&owner.token).iter().map(|s| Snapshot::clone(s)).collect())
+    Ok(engine()?.jobs_of(&owner.key).iter().map(|s| Snapshot::clone(s)).collect())
 }
 
 /// The kinds a person may start.

@@ -89,7 +89,7 @@ async fn the_exit_code_says_how_the_job_ended() {
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("Failed: Parsing records failed at record"));
 
-    let id = app.start("ticker", json!({"steps": 100, "interval_ms": 100}));
+    let id = app.start("ticker", json!({"steps": 100, "interval_ms": 100})).await;
     let url = format!("{server}/jobs/{id}");
     let watcher = tokio::spawn(async move { cli(&["watch", &url]).await });
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
@@ -111,7 +111,7 @@ async fn the_exit_code_says_how_the_job_ended() {
 async fn watch_reattaches_after_a_dropped_stream_with_no_gap() {
     let app = TestApp::spawn().await;
     let proxy = cutting_proxy(app.addr, 1200).await;
-    let id = app.start("ticker", json!({"steps": 8, "interval_ms": 60}));
+    let id = app.start("ticker", json!({"steps": 8, "interval_ms": 60})).await;
     let out = cli(&["watch", &id, "--server", &format!("http://{proxy}")]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

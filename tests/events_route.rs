@@ -18,7 +18,7 @@ fn now_ms() -> u64 {
 #[tokio::test]
 async fn the_stream_speaks_the_documented_wire_format() {
     let app = TestApp::spawn().await;
-    let id = app.start("ticker", json!({"steps": 3, "interval_ms": 30}));
+    let id = app.start("ticker", json!({"steps": 3, "interval_ms": 30})).await;
     let response = app.events(&id, None, "").await;
 
     assert_eq!(response.status(), 200);
@@ -80,7 +80,7 @@ async fn the_stream_speaks_the_documented_wire_format() {
 #[tokio::test]
 async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
     let app = TestApp::spawn().await;
-    let id = app.start("ticker", json!({"steps": 8, "interval_ms": 40}));
+    let id = app.start("ticker", json!({"steps": 8, "interval_ms": 40})).await;
 
     // Read the first four events, then drop the connection mid-job.
     let (first, retry) = read_events(app.events(&id, None, "").await, 4).await;
@@ -108,7 +108,7 @@ async fn last_event_id_resumes_with_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn a_job_that_already_ended_replays_and_ends_the_same_way() {
     let app = TestApp::spawn().await;
-    let id = app.start("failing", json!({"steps": 3, "fail_at_step": 2, "step_ms": 50}));
+    let id = app.start("failing", json!({"steps": 3, "fail_at_step": 2, "step_ms": 50})).await;
     let (live, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     let failed = &live[live.len() - 2];
     assert_eq!(failed.event, "failed");
@@ -130,7 +130,7 @@ async fn a_job_that_already_ended_replays_and_ends_the_same_way() {
 #[tokio::test]
 async fn a_resume_point_older_than_the_replay_log_gets_a_reset_event() {
     let app = TestApp::spawn_with(EngineConfig { replay_capacity: 4, ..Default::default() }).await;
-    let id = app.start("ticker", json!({"steps": 10, "interval_ms": 5}));
+    let id = app.start("ticker", json!({"steps": 10, "interval_ms": 5})).await;
     // Wait for the end through a stream resumed near the newest events.
     let (_, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     let (events, _) = read_events(app.events(&id, Some("2"), "").await, usize::MAX).await;
@@ -155,7 +155,7 @@ async fn unknown_jobs_and_bad_resume_points_get_clear_json_errors() {
         assert!(body["detail"].as_str().expect("detail").contains("no job with id"), "{body}");
     }
 
-    let id = app.start("ticker", json!({"steps": 2, "interval_ms": 10}));
+    let id = app.start("ticker", json!({"steps": 2, "interval_ms": 10})).await;
     let response = app.events(&id, Some("abc"), "").await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.expect("JSON body");
@@ -173,7 +173,7 @@ async fn unknown_jobs_and_bad_resume_points_get_clear_json_errors() {
 #[tokio::test]
 async fn shutdown_ends_open_streams_promptly_and_stops_running_jobs() {
     let mut app = TestApp::spawn().await;
-    let id = app.start("ticker", json!({"steps": 1000, "interval_ms": 1000}));
+    let id = app.start("ticker", json!({"steps": 1000, "interval_ms": 1000})).await;
     let response = app.events(&id, None, "").await;
     let reader = tokio::spawn(read_events(response, usize::MAX));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,5 +192,5 @@ async fn shutdown_ends_open_streams_promptly_and_stops_running_jobs() {
         .expect("server ran cleanly");
     assert!(started.elapsed() < Duration::from_secs(5));
     let state = app.engine.snapshot(id.parse().expect("id")).expect("kept");
-    assert_eq!(state.status.as_str(), "cancelled", "the running job was told to stop");
+    assert_eq!(state.status.as_str(), "interrupted", "the running job was told to stop, and says why it ended");
 }

@@ -63,8 +63,8 @@ fn log_lines(events: &[eventsource_stream::Event]) -> Vec<Value> {
 async fn lines_from_nested_code_and_blocking_work_reach_only_their_own_job_in_order() {
     let app = app_with(EngineConfig::default()).await;
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
-    let a = app.start("chatty", json!({"lines": 3, "tag": "A"}));
-    let b = app.start("chatty", json!({"lines": 3, "tag": "B"}));
+    let a = app.start("chatty", json!({"lines": 3, "tag": "A"})).await;
+    let b = app.start("chatty", json!({"lines": 3, "tag": "B"})).await;
     let (events_a, events_b) = tokio::join!(
         async { read_events(app.events(&a, None, "").await, usize::MAX).await.0 },
         async { read_events(app.events(&b, None, "").await, usize::MAX).await.0 },
@@ -98,7 +98,7 @@ async fn lines_from_nested_code_and_blocking_work_reach_only_their_own_job_in_or
 async fn a_chatty_job_is_bounded_and_its_viewers_are_told_how_many_lines_were_dropped() {
     let app = app_with(EngineConfig { max_log_lines: 5, ..Default::default() }).await;
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
-    let id = app.start("chatty", json!({"lines": 50, "tag": "X"}));
+    let id = app.start("chatty", json!({"lines": 50, "tag": "X"})).await;
     let (events, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     assert_eq!(log_lines(&events).len(), 5, "only the first five lines are kept");
     let last = data(&events[events.len() - 2]);
@@ -118,7 +118,7 @@ async fn a_chatty_job_is_bounded_and_its_viewers_are_told_how_many_lines_were_dr
 async fn a_reconnecting_viewer_gets_the_lines_it_missed_and_the_rest_api_offers_them_too() {
     let app = app_with(EngineConfig::default()).await;
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
-    let id = app.start("chatty", json!({"lines": 20, "tag": "R"}));
+    let id = app.start("chatty", json!({"lines": 20, "tag": "R"})).await;
     let (first, _) = read_events(app.events(&id, None, "").await, 6).await;
     let seen = first.last().expect("events").id.clone();
     tokio::time::sleep(Duration::from_millis(80)).await; // lines are logged while nobody listens

@@ -20,7 +20,7 @@ fn attribute(html: &str, name: &str) -> Option<String> {
 #[tokio::test]
 async fn a_job_page_loaded_mid_job_renders_the_current_state_in_its_first_html() {
     let app = TestApp::spawn().await;
-    let id = app.start("ticker", json!({"steps": 10, "interval_ms": 100}));
+    let id = app.start("ticker", json!({"steps": 10, "interval_ms": 100})).await;
     let job_id = id.parse().expect("id");
     while app.engine.snapshot(job_id).expect("kept").progress < 30.0 {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -93,7 +93,7 @@ async fn a_polling_client_follows_202_location_and_retry_after_to_the_result() {
 #[tokio::test]
 async fn the_status_resource_is_the_same_schema_as_the_stream() {
     let app = TestApp::spawn().await;
-    let id = app.start("ticker", json!({"steps": 2, "interval_ms": 10}));
+    let id = app.start("ticker", json!({"steps": 2, "interval_ms": 10})).await;
     let (events, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     let streamed = data(&events[events.len() - 2]);
     let mut polled: Value = app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
@@ -152,7 +152,7 @@ async fn a_dropped_synchronous_stream_reattaches_with_no_gap_and_the_job_goes_on
 #[tokio::test]
 async fn cancelling_is_seen_by_the_job_code_and_every_view_shows_cancelled() {
     let app = TestApp::spawn().await;
-    let id = app.start("checksum", json!({"size_mib": 512, "chunk_kib": 1024, "chunk_delay_ms": 50}));
+    let id = app.start("checksum", json!({"size_mib": 512, "chunk_kib": 1024, "chunk_delay_ms": 50})).await;
     let stream = tokio::spawn(read_events(app.events(&id, None, "").await, usize::MAX));
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -182,7 +182,7 @@ async fn cancelling_is_seen_by_the_job_code_and_every_view_shows_cancelled() {
 #[tokio::test]
 async fn a_failed_job_has_no_result_and_says_why() {
     let app = TestApp::spawn().await;
-    let id = app.start("failing", json!({"steps": 2, "fail_at_step": 1, "step_ms": 20}));
+    let id = app.start("failing", json!({"steps": 2, "fail_at_step": 1, "step_ms": 20})).await;
     read_events(app.events(&id, None, "").await, usize::MAX).await;
     let response = app.client.get(app.url(&format!("/api/jobs/{id}/result"))).send().await.expect("result");
     let body = problem(response, StatusCode::CONFLICT).await;

@@ -54,13 +54,15 @@ pub enum Command {
 
 impl Outcome {
     /// The process exit code: 0 completed, 1 failed, 3 cancelled, 4 the job could not be
-    /// followed (no such job, refused, connection lost). Usage errors exit with 2.
+    /// followed (no such job, refused, connection lost), 5 interrupted (the server stopped
+    /// while it ran). Usage errors exit with 2.
     pub fn exit_code(self) -> ExitCode {
         ExitCode::from(match self {
             Self::Completed => 0,
             Self::Failed => 1,
             Self::Cancelled => 3,
             Self::Unfollowable => 4,
+            Self::Interrupted => 5,
         })
     }
 }

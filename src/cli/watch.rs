@@ -23,6 +23,8 @@ pub enum Outcome {
     Cancelled,
     /// It could not be followed to its end.
     Unfollowable,
+    /// The server stopped while it ran and it could not continue.
+    Interrupted,
 }
 
 /// The event-stream URL for a job id (on `server`) or for a URL of the job's page, status
@@ -116,6 +118,10 @@ impl Display {
                 eprintln!("Cancelled");
                 Outcome::Cancelled
             }
+            JobStatus::Interrupted => {
+                eprintln!("Interrupted: {}", s.error.as_deref().unwrap_or("the server stopped while it ran"));
+                Outcome::Interrupted
+            }
             JobStatus::Pending | JobStatus::Running => Outcome::Unfollowable,
         }
     }
@@ -145,7 +151,7 @@ pub async fn watch(url: Url, token: Option<String>) -> Outcome {
                     let Ok(event) = event else { break };
                     match event.event.as_str() {
                         "end" => return display.finish(last.as_ref()),
-                        "pending" | "progress" | "completed" | "failed" | "cancelled" | "reset" => {
+                        "pending" | "progress" | "completed" | "failed" | "cancelled" | "interrupted" | "reset" => {
                             if let Ok(state) = serde_json::from_str::<Snapshot>(&event.data) {
                                 if state.seq > cursor {
                                     attempt = 0;

@@ -103,6 +103,7 @@ pub fn EtaRate(
                 }
                 JobStatus::Failed => "Stopped: the job failed".into(),
                 JobStatus::Cancelled => "Stopped: the job was cancelled".into(),
+                JobStatus::Interrupted => "Stopped: the server restarted while it ran".into(),
                 JobStatus::Pending => "Waiting to start".into(),
                 JobStatus::Running if s.indeterminate => "Estimating: the total is not known yet".into(),
                 JobStatus::Running => history.with(|h| estimate(h, s)).unwrap_or_else(|| "Estimating…".into()),

@@ -1,9 +1,12 @@
-//! How the job ended: its result, its error, or that it was cancelled.
+//! How the job ended: its result, its error, that it was cancelled, or that a server restart
+//! cut it short (with a button that starts it again).
 
+use leptos::form::ActionForm;
 use leptos::prelude::*;
 use serde_json::Value;
 
 use crate::model::JobStatus;
+use crate::server_fns::StartJob;
 
 /// Nothing while the job runs; then a "Completed" panel with the result, a "Failed" alert with
 /// the job's error, or a "Cancelled" note.
@@ -15,10 +18,14 @@ pub fn JobOutcome(
     /// The result, once completed.
     #[prop(into)]
     result: Signal<Option<Value>>,
-    /// The error message, once failed.
+    /// The error message, once failed (or interrupted).
     #[prop(into)]
     error: Signal<Option<String>>,
+    /// The job's kind: an interrupted job offers to start one of it again.
+    #[prop(optional, into)]
+    kind: Option<String>,
 ) -> impl IntoView {
+    let again = ServerAction::<StartJob>::new();
     let pretty = move || {
         result
             .get()
@@ -45,6 +52,26 @@ pub fn JobOutcome(
                     <section role="status" class="rounded-xl border border-slate-200 bg-slate-50 p-4 dark:border-slate-800 dark:bg-slate-900">
                         <h2 class="font-semibold">"Cancelled"</h2>
                         <p class="text-sm text-slate-600 dark:text-slate-400">"The job was stopped before it finished."</p>
+                    </section>
+                }.into_any(),
+                Some(JobStatus::Interrupted) => view! {
+                    <section role="alert" data-testid="job-interrupted" class="space-y-3 rounded-xl border border-amber-300 bg-amber-50 p-4 dark:border-amber-800 dark:bg-amber-950">
+                        <h2 class="font-semibold text-amber-950 dark:text-amber-100">"Interrupted"</h2>
+                        <p data-testid="job-error" class="text-sm text-amber-950 dark:text-amber-100">
+                            {move || error.get().unwrap_or_else(|| "The server restarted while this job ran".into())}
+                        </p>
+                        {kind.clone().map(|kind| view! {
+                            <ActionForm action=again>
+                                <input type="hidden" name="kind" value=kind/>
+                                <button
+                                    type="submit"
+                                    disabled=move || again.pending().get()
+                                    class="rounded-lg bg-amber-600 px-4 py-2 text-sm font-semibold text-white shadow-sm hover:bg-amber-700 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-amber-600 disabled:bg-slate-400"
+                                >
+                                    "Start it again"
+                                </button>
+                            </ActionForm>
+                        })}
                     </section>
                 }.into_any(),
                 _ => ().into_any(),

@@ -11,6 +11,7 @@ fn fill_colour(status: Option<JobStatus>) -> &'static str {
         Some(JobStatus::Completed) => "bg-emerald-500",
         Some(JobStatus::Failed) => "bg-rose-500",
         Some(JobStatus::Cancelled) => "bg-slate-400",
+        Some(JobStatus::Interrupted) => "bg-amber-500",
         _ => "bg-indigo-500",
     }
 }

@@ -30,6 +30,7 @@ pub fn RadialProgress(
         Some(JobStatus::Completed) => "text-emerald-500",
         Some(JobStatus::Failed) => "text-rose-500",
         Some(JobStatus::Cancelled) => "text-slate-400",
+        Some(JobStatus::Interrupted) => "text-amber-500",
         _ => "text-indigo-500",
     };
     view! {

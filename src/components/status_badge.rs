@@ -17,12 +17,14 @@ pub fn StatusBadge(
         Some(JobStatus::Completed) => "Completed",
         Some(JobStatus::Failed) => "Failed",
         Some(JobStatus::Cancelled) => "Cancelled",
+        Some(JobStatus::Interrupted) => "Interrupted",
         None => "Unknown",
     };
     let colours = move || match status.get() {
         Some(JobStatus::Running) => "bg-indigo-100 text-indigo-800 dark:bg-indigo-950 dark:text-indigo-200",
         Some(JobStatus::Completed) => "bg-emerald-100 text-emerald-800 dark:bg-emerald-950 dark:text-emerald-200",
         Some(JobStatus::Failed) => "bg-rose-100 text-rose-800 dark:bg-rose-950 dark:text-rose-200",
+        Some(JobStatus::Interrupted) => "bg-amber-100 text-amber-900 dark:bg-amber-950 dark:text-amber-200",
         _ => "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-200",
     };
     view! {

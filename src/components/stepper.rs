@@ -30,7 +30,7 @@ pub fn steps(s: &Snapshot) -> Vec<(String, StepState)> {
             let state = match s.status {
                 JobStatus::Completed => StepState::Done,
                 _ if i < current => StepState::Done,
-                JobStatus::Failed | JobStatus::Cancelled if i == current => StepState::Stopped,
+                JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted if i == current => StepState::Stopped,
                 JobStatus::Running if i == current => StepState::Current,
                 _ => StepState::Upcoming,
             };

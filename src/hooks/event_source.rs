@@ -6,7 +6,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{Event, EventSource, MessageEvent};
 
 /// The job event names that carry a state (`data:` is a `Snapshot`).
-const STATE_EVENTS: [&str; 6] = ["pending", "progress", "completed", "failed", "cancelled", "reset"];
+const STATE_EVENTS: [&str; 7] = ["pending", "progress", "completed", "failed", "cancelled", "interrupted", "reset"];
 
 /// A DOM event listener, kept alive as long as its connection.
 type Listener = Closure<dyn FnMut(Event)>;

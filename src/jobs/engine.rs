@@ -1,22 +1,28 @@
-//! The engine: starts jobs, keeps their records for their retention period, hands out
-//! snapshots and subscriptions, and stops everything at shutdown.
+//! The engine: starts jobs, keeps them in its store for their retention period, hands out
+//! snapshots and subscriptions, picks up what a previous process left, and stops everything
+//! at shutdown.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
-use tracing::instrument::{Instrument, WithSubscriber};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::logs::{JobLogLayer, JOB_SPAN};
-use super::record::{JobRecord, RecordLimits};
-use super::registry::{JobFuture, KindDescription, KindRegistry};
-use super::scheduler::{Admission, Admitted, Scheduler};
-use super::{EngineConfig, JobError, ProgressReporter, StartError, Subscription};
+use super::clock::Clock;
+use super::journal::Journal;
+use super::logs::JobLogLayer;
+use super::record::{JobRecord, RecordContext, RecordLimits};
+use super::registry::{KindDescription, KindRegistry};
+use super::runner::{interrupt, Outcome, RESTARTED};
+use super::scheduler::{Admission, Scheduler};
+use super::store::{memory::MemoryStore, JobStore, StoreError};
+use super::table::{JobTable, Refusal};
+use super::{EngineConfig, StartError, Subscription};
 use crate::model::{JobId, JobStatus, KindInfo, LogLine, Snapshot};
+
+/// How long a start waits for the store to keep the new job before it gives up.
+const START_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs jobs and remembers them. Cheap to clone: an `Arc` inside.
 #[derive(Clone)]
@@ -25,15 +31,19 @@ pub struct JobEngine {
 }
 
 pub(crate) struct Inner {
-    config: EngineConfig,
-    kinds: KindRegistry,
-    jobs: Mutex<HashMap<JobId, Arc<JobRecord>>>,
-    scheduler: Scheduler,
-    /// Tells who follows many jobs (an owner's feed) that a job was started, and whose it is.
-    started: tokio::sync::broadcast::Sender<(JobId, Option<Arc<str>>)>,
+    pub(crate) config: EngineConfig,
+    pub(crate) kinds: KindRegistry,
+    pub(crate) table: Arc<JobTable>,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) journal: Journal,
+    pub(crate) clock: Clock,
     /// Cancelled at shutdown: every job and every open stream watches it.
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    /// Jobs read back from the store that are to run: (id, resumed), until
+    /// [`JobEngine::start_recovered`].
+    recovered: std::sync::Mutex<Vec<(JobId, bool)>>,
 }
 
 /// What asking a job to stop did.
@@ -45,28 +55,126 @@ pub enum CancelOutcome {
     AlreadyEnded(JobStatus),
 }
 
+/// What an engine found in its store when it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Jobs read back, ended ones included.
+    pub jobs: usize,
+    /// Waiting jobs queued again.
+    pub queued: usize,
+    /// Running jobs of resumable kinds that continue from their checkpoint.
+    pub resumed: usize,
+    /// Running jobs that could not continue and ended `interrupted`.
+    pub interrupted: usize,
+}
+
 impl JobEngine {
-    /// An engine that runs the given kinds within the given limits. Must be called inside a
-    /// Tokio runtime: it starts the task that forgets ended jobs after their retention.
+    /// An engine that keeps its jobs in memory only. Must be called inside a Tokio runtime.
     pub fn new(config: EngineConfig, kinds: KindRegistry) -> Self {
+        let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+        let journal = Journal::start(store.clone());
+        Self::assemble(config, kinds, store, journal)
+    }
+
+    fn assemble(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>, journal: Journal) -> Self {
         let engine = Self {
             inner: Arc::new(Inner {
                 scheduler: Scheduler::new(config.max_running, config.max_queued),
-                started: tokio::sync::broadcast::channel(1024).0,
                 config,
                 kinds,
-                jobs: Mutex::new(HashMap::new()),
+                table: Arc::new(JobTable::default()),
+                store,
+                journal,
+                clock: Clock::start(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                recovered: std::sync::Mutex::new(Vec::new()),
             }),
         };
         engine.spawn_sweeper();
         engine
     }
 
-    fn jobs(&self) -> MutexGuard<'_, HashMap<JobId, Arc<JobRecord>>> {
-        // Only inserts, removals and look-ups happen under this lock: never inconsistent.
-        self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    /// An engine on `store`, with the jobs a previous process left there: ended jobs are kept
+    /// for the rest of their retention, running jobs that cannot resume end `interrupted` at
+    /// their next sequence number, and those that can (and waiting jobs) are ready to go on
+    /// with [`start_recovered`](Self::start_recovered): call it once the process's `tracing`
+    /// subscriber (with [`log_layer`](Self::log_layer)) is installed, so their log lines
+    /// reach their viewers. Must be called inside a Tokio runtime; reads the store (blocking,
+    /// start-up only).
+    pub fn open(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>) -> Result<(Self, Recovered), StoreError> {
+        let loaded = store.load()?;
+        let journal = Journal::start(store.clone());
+        let engine = Self::assemble(config, kinds, store, journal);
+        let recovered = engine.recover(loaded);
+        Ok((engine, recovered))
+    }
+
+    fn record_context(&self) -> RecordContext {
+        let config = &self.inner.config;
+        RecordContext {
+            limits: RecordLimits {
+                replay_capacity: config.replay_capacity,
+                max_log_lines: config.max_log_lines,
+                max_log_bytes: config.max_log_bytes,
+            },
+            journal: self.inner.journal.clone(),
+            clock: self.inner.clock,
+        }
+    }
+
+    /// Takes in what the store held and decides what becomes of each job.
+    fn recover(&self, loaded: Vec<super::store::LoadedJob>) -> Recovered {
+        let inner = &self.inner;
+        let mut found = Recovered { jobs: loaded.len(), ..Recovered::default() };
+        let mut to_run = Vec::new();
+        for (row, events) in loaded {
+            let record = JobRecord::restore(&row, events, self.record_context(), inner.shutdown.child_token());
+            inner.table.insert(record.clone());
+            match row.state.status {
+                JobStatus::Pending | JobStatus::Running if row.cancel_requested => {
+                    inner.finish(&record, Outcome::Cancelled, Duration::ZERO);
+                }
+                JobStatus::Pending => {
+                    found.queued += 1;
+                    to_run.push((row.id, false));
+                }
+                JobStatus::Running if inner.kinds.is_resumable(&row.kind) => {
+                    found.resumed += 1;
+                    to_run.push((row.id, true));
+                }
+                JobStatus::Running => {
+                    found.interrupted += 1;
+                    interrupt(&record, RESTARTED);
+                }
+                _ => {}
+            }
+        }
+        *inner.recovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = to_run;
+        if found.jobs > 0 {
+            tracing::info!(store = %inner.store.describe(), jobs = found.jobs, queued = found.queued,
+                resumed = found.resumed, interrupted = found.interrupted, "jobs read back from the store");
+        }
+        found
+    }
+
+    /// Runs the jobs [`open`](Self::open) read back: resumed ones at once, waiting ones in
+    /// their old order as slots free up. Returns how many were handed on.
+    pub fn start_recovered(&self) -> usize {
+        let inner = &self.inner;
+        let jobs = std::mem::take(&mut *inner.recovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let count = jobs.len();
+        let (resumed, waiting): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, resumed)| *resumed);
+        for (id, _) in resumed {
+            inner.scheduler.occupy();
+            inner.launch(id, true);
+        }
+        for (id, _) in waiting {
+            if inner.scheduler.admit(id, true) == Some(Admission::Run) {
+                inner.launch(id, false);
+            }
+        }
+        count
     }
 
     /// A `tracing` layer that sends what each job's code logs to that job's viewers. Add it to
@@ -75,13 +183,13 @@ impl JobEngine {
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        JobLogLayer::new(Arc::downgrade(&self.inner)).with_filter()
+        JobLogLayer::new(Arc::downgrade(&self.inner.table)).with_filter()
     }
 
     /// The log lines of a job still kept after sequence `after`, and how many it dropped.
     /// `None` for an unknown job.
     pub fn log_lines(&self, id: JobId, after: u64) -> Option<(Vec<Arc<LogLine>>, u64)> {
-        self.record(id).map(|r| r.log_lines_after(after))
+        self.inner.table.get(id).map(|r| r.log_lines_after(after))
     }
 
     /// The kinds this engine can run.
@@ -99,84 +207,65 @@ impl JobEngine {
         &self.inner.config
     }
 
-    /// Starts a job of `kind` with `params` (JSON; `null` means all defaults) and returns its
-    /// id at once. The job's first event (`pending`, sequence 1) exists before this returns.
-    /// The job has no owner: see [`start_for`](Self::start_for).
-    pub fn start(&self, kind: &str, params: Value) -> Result<JobId, StartError> {
-        self.start_for(None, kind, params)
+    /// Where the engine keeps its jobs, e.g. `sqlite:data/sse-progress.db`.
+    pub fn store_description(&self) -> String {
+        self.inner.store.describe()
     }
 
-    /// Like [`start`](Self::start), for `owner`: an opaque tag the web layer checks before it
-    /// shows the job to anyone (see [`owner_of`](Self::owner_of)). An owner may have at most
-    /// `max_active_per_owner` jobs pending or running.
-    pub fn start_for(&self, owner: Option<&str>, kind: &str, params: Value) -> Result<JobId, StartError> {
-        if self.inner.shutdown.is_cancelled() {
+    /// Starts a job of `kind` with `params` (JSON; `null` means all defaults) and returns its
+    /// id once the job is in the store (its first event, `pending`, sequence 1, is then
+    /// visible). The job has no owner: see [`start_for`](Self::start_for).
+    pub async fn start(&self, kind: &str, params: Value) -> Result<JobId, StartError> {
+        self.start_for(None, kind, params).await
+    }
+
+    /// Like [`start`](Self::start), for `owner`: an opaque key the web layer checks before it
+    /// shows the job to anyone (see [`owner_of`](Self::owner_of)); it is stored as given, so
+    /// give a hash, never a secret. An owner may have at most `max_active_per_owner` jobs
+    /// pending or running, exactly, however many starts race.
+    pub async fn start_for(&self, owner: Option<&str>, kind: &str, params: Value) -> Result<JobId, StartError> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled() {
             return Err(StartError::ShuttingDown);
         }
-        let kinds = &self.inner.kinds;
-        let (Some(name), Some(prepared)) = (kinds.canonical_name(kind), kinds.prepare(kind, params))
-        else {
-            return Err(StartError::UnknownKind {
-                kind: kind.chars().take(64).collect(),
-                known: kinds.names(),
-            });
+        let kinds = &inner.kinds;
+        let (Some(name), Some(prepared)) = (kinds.canonical_name(kind), kinds.prepare(kind, params.clone())) else {
+            return Err(StartError::UnknownKind { kind: kind.chars().take(64).collect(), known: kinds.names() });
         };
-        let prepared = prepared.map_err(|reason| StartError::InvalidParams {
-            kind: name.to_string(),
-            reason,
-        })?;
-
-        if !self.inner.scheduler.has_room() {
-            let (running, queued) = self.inner.scheduler.bounds();
-            return Err(StartError::QueueFull { running, queued });
+        if let Err(reason) = prepared {
+            return Err(StartError::InvalidParams { kind: name.to_string(), reason });
         }
-        if let Some(owner) = owner {
-            let limit = self.inner.config.max_active_per_owner;
-            let active = self
-                .jobs()
-                .values()
-                .filter(|r| r.owner.as_deref() == Some(owner) && r.ended_at().is_none())
-                .count();
-            if active >= limit {
-                return Err(StartError::OwnerLimit { limit });
-            }
-        }
+        let params = if params.is_null() { Value::Object(serde_json::Map::new()) } else { params };
 
         let id = JobId::new_random();
-        let config = &self.inner.config;
-        let limits = RecordLimits {
-            replay_capacity: config.replay_capacity,
-            max_log_lines: config.max_log_lines,
-            max_log_bytes: config.max_log_bytes,
-        };
-        let mut record = JobRecord::new(id, name, limits, self.inner.shutdown.child_token());
-        record.owner = owner.map(Arc::from);
-        let record = Arc::new(record);
-        {
-            let mut jobs = self.jobs();
-            if jobs.len() >= self.inner.config.max_jobs && !evict_oldest_ended(&mut jobs) {
-                return Err(StartError::AtCapacity {
-                    limit: self.inner.config.max_jobs,
-                });
-            }
-            jobs.insert(id, record.clone());
+        let record = JobRecord::new(id, name, params, owner.map(Arc::from), self.record_context(), inner.shutdown.child_token());
+        let config = &inner.config;
+        match inner.table.insert_checked(record.clone(), config.max_jobs, config.max_active_per_owner) {
+            Ok(evicted) => inner.journal.remove(evicted.into_iter().collect()),
+            Err(Refusal::OwnerLimit) => return Err(StartError::OwnerLimit { limit: config.max_active_per_owner }),
+            Err(Refusal::Full) => return Err(StartError::AtCapacity { limit: config.max_jobs }),
         }
-        let reporter = ProgressReporter::new(record.clone());
-        // Everything the job's code logs inside this span reaches the job's viewers
-        // (see `JobLogLayer`), with the subscriber of whoever started it.
-        let span = tracing::info_span!(JOB_SPAN, job_id = %id, kind = name);
-        let job: JobFuture = Box::pin(prepared(reporter.clone()).instrument(span).with_current_subscriber());
-        let _ = self.inner.started.send((id, record.owner.clone()));
-        let admitted = Admitted { record, reporter, job };
-        match self.inner.scheduler.admit(admitted) {
-            Ok(Admission::Run(job)) => Inner::launch(&self.inner, job),
-            Ok(Admission::Queued) => tracing::info!(%id, kind = name, "job queued"),
-            Err(_) => {
-                // The queue filled up since the check above: forget the job, refuse it.
-                self.jobs().remove(&id);
-                let (running, queued) = self.inner.scheduler.bounds();
-                return Err(StartError::QueueFull { running, queued });
-            }
+        let Some(admission) = inner.scheduler.admit(id, false) else {
+            inner.table.remove(id);
+            let (running, queued) = inner.scheduler.bounds();
+            return Err(StartError::QueueFull { running, queued });
+        };
+        // Written before anything the job does: the journal keeps the order it is told things.
+        inner.journal.create(record.clone());
+        match admission {
+            Admission::Run => inner.launch(id, false),
+            Admission::Queued => tracing::info!(%id, kind = name, "job queued"),
+        }
+        let mut published = record.watch();
+        let stored = tokio::time::timeout(START_WRITE_TIMEOUT, published.wait_for(|seq| *seq >= 1)).await;
+        if !matches!(stored, Ok(Ok(_))) {
+            // Not kept in time: it must not run later behind the client's back.
+            self.cancel(id);
+            let why = inner.journal.healthy().err().unwrap_or_else(|| "it did not answer in time".into());
+            return Err(StartError::StoreUnavailable { reason: why });
+        }
+        if let Some(owner) = owner {
+            inner.table.announce(owner);
         }
         Ok(id)
     }
@@ -185,50 +274,70 @@ impl JobEngine {
     /// first.
     pub fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
         let mut jobs: Vec<Arc<Snapshot>> = self
-            .jobs()
-            .values()
-            .filter(|r| r.owner.as_deref() == Some(owner))
-            .map(|r| r.snapshot())
+            .inner
+            .table
+            .of_owner(owner)
+            .iter()
+            .filter_map(|r| self.visible(r))
             .collect();
         jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
         jobs
     }
 
-    /// Announces every job started from now on, with its owner. A receiver that falls more
-    /// than 1 024 announcements behind is told it lagged and should look at
-    /// [`jobs_of`](Self::jobs_of) again.
-    pub fn started_jobs(&self) -> tokio::sync::broadcast::Receiver<(JobId, Option<Arc<str>>)> {
-        self.inner.started.subscribe()
+    /// Wakes (its value changes) whenever one of `owner`'s jobs is started, so that a feed of
+    /// that owner's jobs can look at [`jobs_of`](Self::jobs_of) again. Other owners' starts
+    /// never wake it.
+    pub fn watch_owner(&self, owner: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.table.watch_owner(owner)
     }
 
     /// Who owns a job: `None` for an unknown job, `Some(None)` for a job without an owner.
     pub fn owner_of(&self, id: JobId) -> Option<Option<Arc<str>>> {
-        self.record(id).map(|r| r.owner.clone())
+        self.inner.table.get(id).map(|r| r.owner.clone())
+    }
+
+    /// A job's state as shown: the newest stored, with its place in the queue while it waits.
+    fn visible(&self, record: &JobRecord) -> Option<Arc<Snapshot>> {
+        let state = record.snapshot()?;
+        if state.status != JobStatus::Pending {
+            return Some(state);
+        }
+        let position = self.inner.scheduler.position(record.id);
+        if position.is_none() {
+            return Some(state);
+        }
+        let mut waiting = Snapshot::clone(&state);
+        waiting.queue_position = position;
+        if let Some(place) = position {
+            waiting.message = format!("Queued: {} ahead", place - 1);
+        }
+        Some(Arc::new(waiting))
     }
 
     /// The job's current state, or `None` for an unknown (or forgotten) job.
     pub fn snapshot(&self, id: JobId) -> Option<Arc<Snapshot>> {
-        self.record(id).map(|r| r.snapshot())
+        let record = self.inner.table.get(id)?;
+        self.visible(&record)
     }
 
     /// Follows a job: the events after sequence `after` (all of them for `None`), then the
     /// live tail, ending after the terminal event. `None` for an unknown job.
     pub fn subscribe(&self, id: JobId, after: Option<u64>) -> Option<Subscription> {
-        self.record(id)
-            .map(|r| Subscription::new(r, after.unwrap_or(0)))
+        self.inner.table.get(id).map(|r| Subscription::new(r, after.unwrap_or(0)))
     }
 
-    /// Asks a job to stop. Its code sees the cancellation; it ends as `cancelled`.
-    /// `None` for an unknown job.
+    /// Asks a job to stop: the request is stored (so it holds across a restart) and the job's
+    /// code is woken; it ends as `cancelled`. `None` for an unknown job.
     pub fn cancel(&self, id: JobId) -> Option<CancelOutcome> {
-        let record = self.record(id)?;
-        let status = record.snapshot().status;
-        if status.is_terminal() {
+        let inner = &self.inner;
+        let record = inner.table.get(id)?;
+        if record.has_ended() {
+            let status = record.snapshot().map_or(record.current().status, |s| s.status);
             return Some(CancelOutcome::AlreadyEnded(status));
         }
-        record.cancel.cancel();
-        if let Some(waiting) = self.inner.scheduler.withdraw(id) {
-            finish(&waiting.record, Err(JobError::Cancelled), Duration::ZERO);
+        record.request_cancel();
+        if inner.scheduler.withdraw(id) {
+            inner.finish(&record, Outcome::Cancelled, Duration::ZERO);
         }
         Some(CancelOutcome::Requested)
     }
@@ -237,14 +346,14 @@ impl JobEngine {
     /// job's expected remaining time, from 1 to 10 seconds. `None` once the job has ended
     /// (or for an unknown job): there is nothing more to wait for.
     pub fn poll_after(&self, id: JobId) -> Option<Duration> {
-        let record = self.record(id)?;
-        let state = record.snapshot();
+        let record = self.inner.table.get(id)?;
+        let state = record.snapshot()?;
         if state.status.is_terminal() {
             return None;
         }
-        let estimate = match record.started_at() {
+        let estimate = match record.started_ms() {
             Some(started) if state.progress > 0.0 => {
-                let elapsed = started.elapsed().as_secs_f64();
+                let elapsed = Duration::from_millis(self.inner.clock.now_ms().saturating_sub(started)).as_secs_f64();
                 Duration::from_secs_f64(elapsed * (100.0 - state.progress) / state.progress / 5.0)
             }
             _ => Duration::from_secs(2),
@@ -254,7 +363,22 @@ impl JobEngine {
 
     /// How many jobs are kept, running and ended.
     pub fn job_count(&self) -> usize {
-        self.jobs().len()
+        self.inner.table.len()
+    }
+
+    /// How many jobs wait for a slot.
+    pub fn queued_count(&self) -> usize {
+        self.inner.scheduler.queued()
+    }
+
+    /// `Ok` when the store answers and takes writes; what is wrong otherwise.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.inner.journal.healthy()?;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.ping())
+            .await
+            .map_err(|e| format!("the store check did not finish: {e}"))?
+            .map_err(|e| e.to_string())
     }
 
     /// Cancelled when the engine shuts down: long-lived streams end on it.
@@ -262,39 +386,40 @@ impl JobEngine {
         self.inner.shutdown.clone()
     }
 
-    /// Tells every job to stop, refuses new ones, and waits up to `timeout` for the jobs to
-    /// finish. Returns whether they all did.
+    /// Stops for a restart: refuses new jobs, tells running ones to stop, and waits up to
+    /// `timeout` for them; then makes sure everything is in the store. With a store that
+    /// outlives the process, waiting jobs stay queued and resumable running jobs stay at their
+    /// checkpoint, both to go on at the next start; other running jobs end `interrupted`.
+    /// Returns whether every job stopped in time.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
-        self.inner.shutdown.cancel();
-        for waiting in self.inner.scheduler.drain() {
-            finish(&waiting.record, Err(JobError::Cancelled), Duration::ZERO);
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        for id in inner.scheduler.drain() {
+            if !inner.store.outlives_process() {
+                if let Some(record) = inner.table.get(id) {
+                    inner.finish(&record, Outcome::Stopped, Duration::ZERO);
+                }
+            }
         }
-        self.inner.tasks.close();
-        tokio::time::timeout(timeout, self.inner.tasks.wait())
-            .await
-            .is_ok()
+        inner.tasks.close();
+        let stopped = tokio::time::timeout(timeout, inner.tasks.wait()).await.is_ok();
+        inner.journal.flush().await;
+        stopped
     }
 
-    fn record(&self, id: JobId) -> Option<Arc<JobRecord>> {
-        self.jobs().get(&id).cloned()
+    /// Waits until everything the engine has been told so far is in the store and visible.
+    pub async fn flush(&self) {
+        self.inner.journal.flush().await;
     }
 
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
-    }
-
-    pub(crate) fn record_of(&self, id: JobId) -> Option<Arc<JobRecord>> {
-        self.record(id)
-    }
-
-    /// Forgets ended jobs whose retention has passed. Returns how many it forgot.
+    /// Forgets ended jobs whose retention has passed, rows included. Returns how many.
     pub fn sweep(&self) -> usize {
-        let retention = self.inner.config.retention;
-        let now = Instant::now();
-        let mut jobs = self.jobs();
-        let before = jobs.len();
-        jobs.retain(|_, r| r.ended_at().is_none_or(|t| now.duration_since(t) < retention));
-        before - jobs.len()
+        let inner = &self.inner;
+        let retention = u64::try_from(inner.config.retention.as_millis()).unwrap_or(u64::MAX);
+        let expired = inner.table.sweep(inner.clock.now_ms().saturating_sub(retention));
+        let count = expired.len();
+        inner.journal.remove(expired);
+        count
     }
 
     fn spawn_sweeper(&self) {
@@ -310,109 +435,11 @@ impl JobEngine {
                     () = shutdown.cancelled() => return,
                 }
                 let Some(inner) = engine.upgrade() else { return };
-                let forgotten = JobEngine::from_inner(inner).sweep();
+                let forgotten = JobEngine { inner }.sweep();
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot ended jobs past their retention");
                 }
             }
         });
-    }
-}
-
-impl Inner {
-    /// Runs an admitted job; when it ends, its slot goes to the next waiting job.
-    fn launch(inner: &Arc<Self>, job: Admitted) {
-        let id = job.record.id;
-        tracing::info!(%id, kind = %job.record.snapshot().kind, "job started");
-        let engine = Arc::clone(inner);
-        let grace = inner.config.cancel_grace;
-        inner.tasks.spawn(async move {
-            run_job(job.record, job.reporter, job.job, grace).await;
-            if let Some(next) = engine.scheduler.release() {
-                Inner::launch(&engine, next);
-            }
-        });
-    }
-}
-
-/// Makes room by forgetting the job that ended first. Returns whether there was one.
-fn evict_oldest_ended(jobs: &mut HashMap<JobId, Arc<JobRecord>>) -> bool {
-    let oldest = jobs
-        .iter()
-        .filter_map(|(id, r)| r.ended_at().map(|t| (t, *id)))
-        .min();
-    match oldest {
-        Some((_, id)) => jobs.remove(&id).is_some(),
-        None => false,
-    }
-}
-
-/// Runs one job's code to its end and records how it ended.
-async fn run_job(record: Arc<JobRecord>, reporter: ProgressReporter, job: JobFuture, grace: Duration) {
-    let id = record.id;
-    let cancel = record.cancel.clone();
-    if cancel.is_cancelled() {
-        finish(&record, Err(JobError::Cancelled), Duration::ZERO);
-        return;
-    }
-    reporter.mark_running();
-    let started = Instant::now();
-    // The job runs in its own task so that a panic in its code ends this job, not the engine.
-    let mut handle = tokio::spawn(job);
-    let outcome = tokio::select! {
-        joined = &mut handle => joined,
-        () = cancel.cancelled() => {
-            match tokio::time::timeout(grace, &mut handle).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    tracing::warn!(%id, ?grace, "job ignored cancellation; aborting it");
-                    handle.abort();
-                    Ok(Err(JobError::Cancelled))
-                }
-            }
-        }
-    };
-    let result = match outcome {
-        Ok(result) => result,
-        Err(join_error) => {
-            tracing::error!(%id, error = %join_error, "job's code panicked");
-            Err(JobError::msg("the job stopped unexpectedly (an internal error); see the server log"))
-        }
-    };
-    // A job that gave up because it was asked to stop ended as cancelled, whatever it said.
-    let result = match result {
-        Err(_) if cancel.is_cancelled() => Err(JobError::Cancelled),
-        other => other,
-    };
-    finish(&record, result, started.elapsed());
-}
-
-fn finish(record: &JobRecord, result: Result<Value, JobError>, took: Duration) {
-    let id = record.id;
-    match result {
-        Ok(value) => {
-            tracing::info!(%id, "job completed");
-            record.apply(|s| {
-                s.status = JobStatus::Completed;
-                s.progress = 100.0;
-                s.message = format!("Completed in {:.1} s", took.as_secs_f64());
-                s.data = Some(value);
-            });
-        }
-        Err(JobError::Failed(error)) => {
-            tracing::info!(%id, %error, "job failed");
-            record.apply(|s| {
-                s.status = JobStatus::Failed;
-                s.message.clone_from(&error);
-                s.error = Some(error);
-            });
-        }
-        Err(JobError::Cancelled) => {
-            tracing::info!(%id, "job cancelled");
-            record.apply(|s| {
-                s.status = JobStatus::Cancelled;
-                s.message = "Cancelled".into();
-            });
-        }
     }
 }

@@ -48,6 +48,13 @@ pub enum StartError {
         /// The configured maximum.
         limit: usize,
     },
+    /// The store did not keep the job in time (a full disk, a store that went away); nothing
+    /// was started.
+    #[error("the job store is not keeping new jobs right now ({reason}); nothing was started, try again shortly")]
+    StoreUnavailable {
+        /// What the store said.
+        reason: String,
+    },
     /// The server is shutting down and starts nothing new.
     #[error("the server is shutting down and starts no new jobs")]
     ShuttingDown,

@@ -16,8 +16,8 @@ use tracing_subscriber::filter::{filter_fn, Filtered};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::engine::{Inner, JobEngine};
 use super::record::JobRecord;
+use super::table::JobTable;
 use crate::model::{now_ms, JobId, LogLevel, LogLine};
 
 /// The name of the span every job runs in.
@@ -28,15 +28,15 @@ pub const MAX_LINE_CHARS: usize = 2_000;
 /// Routes log events inside job spans to their jobs. Made by
 /// [`JobEngine::log_layer`](super::JobEngine::log_layer).
 pub struct JobLogLayer {
-    engine: Weak<Inner>,
+    jobs: Weak<JobTable>,
 }
 
 /// The job a span belongs to, kept in the span's extensions.
 struct JobSink(Arc<JobRecord>);
 
 impl JobLogLayer {
-    pub(crate) fn new(engine: Weak<Inner>) -> Self {
-        Self { engine }
+    pub(crate) fn new(jobs: Weak<JobTable>) -> Self {
+        Self { jobs }
     }
 
     /// The layer with its own filter: every span (to see which job an event is in), and
@@ -127,10 +127,10 @@ where
         }
         let mut visitor = JobIdVisitor(None);
         attrs.record(&mut visitor);
-        let (Some(job), Some(inner)) = (visitor.0, self.engine.upgrade()) else {
+        let (Some(job), Some(jobs)) = (visitor.0, self.jobs.upgrade()) else {
             return;
         };
-        if let (Some(record), Some(span)) = (JobEngine::from_inner(inner).record_of(job), ctx.span(id)) {
+        if let (Some(record), Some(span)) = (jobs.get(job), ctx.span(id)) {
             span.extensions_mut().insert(JobSink(record));
         }
     }

@@ -5,14 +5,21 @@
 //!
 //! # Layout
 //! - [`engine`]: [`JobEngine`], the cheap-to-clone handle: start, snapshot, subscribe, cancel,
-//!   shutdown, and the sweep that forgets ended jobs after their retention.
-//! - [`record`](self): one job's state, replay log and wake-up signal (private).
+//!   shutdown, the sweep that forgets ended jobs after their retention, and picking up what a
+//!   previous process left in the store.
+//! - [`store`]: the storage seam, [`store::JobStore`], and its backends (`memory`, `sqlite`).
+//! - `journal` (private): the one writer: batches events into the store, then publishes them.
+//! - `table` (private): the jobs this process holds, by id and by owner; the engine and the
+//!   log layer both look jobs up there.
+//! - `record` (private): one job's state, replay log and wake-up signal.
+//! - `runner` (private): runs one job's code and records how it ended.
+//! - `clock` (private): wall-clock milliseconds that follow Tokio's (pausable) time.
 //! - [`logs`]: [`logs::JobLogLayer`], the `tracing` layer that turns what a job's code logs into
 //!   `log` events on that job's stream.
 //! - [`subscription`]: [`Subscription`], replay after sequence N then the live tail.
 //! - [`reporter`]: [`ProgressReporter`], what a job's code reports through.
 //! - [`registry`]: [`KindRegistry`], job kinds by name with typed params.
-//! - [`kinds`]: the built-in kinds (`checksum`, `failing`, `ticker`).
+//! - [`kinds`]: the built-in kinds (`checksum`, `discover`, `failing`, `ticker`).
 //! - `scheduler` (private): the bound on running jobs and the queue behind it.
 //! - [`config`]: [`EngineConfig`], the limits that bound memory and concurrency.
 //!
@@ -39,22 +46,27 @@
 //! kinds.register("greet", "Says hello a few times", greet);
 //! ```
 
+mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+mod journal;
 pub mod kinds;
 pub mod logs;
 mod record;
 pub mod registry;
 pub mod reporter;
+mod runner;
 mod scheduler;
+pub mod store;
 pub mod subscription;
+mod table;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::EngineConfig;
-pub use engine::{CancelOutcome, JobEngine};
+pub use engine::{CancelOutcome, JobEngine, Recovered};
 pub use error::{JobError, StartError};
 pub use registry::{JobParams, KindDescription, KindRegistry};
 pub use reporter::{ProgressReporter, Report};

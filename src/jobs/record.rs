@@ -1,23 +1,29 @@
-//! One job's memory: its current snapshot, its bounded replay log, and the signal that wakes
-//! its subscribers.
+//! One job's memory: its state, its bounded replay log, and the signal that wakes its
+//! subscribers.
 //!
 //! Every change is one event with the job's next sequence number: a state change carries the
-//! whole state after it, a log line carries the line. Subscribers are never sent anything
-//! directly: they keep a cursor and read the log when the watch channel says something new is
-//! there, so a slow subscriber costs the job nothing and can never block it or the others.
+//! whole state after it, a log line carries the line. Each event goes to the engine's journal
+//! at once, and is *published* (shown to anyone: subscribers, snapshots, pages) only after the
+//! journal has written it to the store, so no client ever sees a number a restart could
+//! forget. Subscribers are never sent anything directly: they keep a cursor and read the log
+//! when the watch channel says something new was published, so a slow subscriber costs the
+//! job nothing and can never block it or the others.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{now_ms, JobId, JobStatus, LogLine, Snapshot};
+use super::clock::Clock;
+use super::journal::Journal;
+use super::store::JobRow;
+use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
-/// How often, at most, a job that is dropping log lines says so while it runs.
-const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often, at most, a job that is dropping log lines says so while it runs, in ms.
+const DROP_REPORT_EVERY_MS: u64 = 1_000;
 
 /// One event in a job's replay log.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,10 +47,10 @@ impl JobEvent {
 /// What a subscriber at some cursor should get next.
 #[derive(Debug)]
 pub(crate) enum CatchUp {
-    /// The events after the cursor, oldest first.
+    /// The published events after the cursor, oldest first.
     Events(Vec<JobEvent>),
     /// The cursor is not in the log any more (or never was): here is the whole state, whose
-    /// `seq` is the newest event's.
+    /// `seq` is the newest published event's.
     Reset(Arc<Snapshot>),
     /// Nothing new; `ended` says whether anything ever will be.
     UpToDate { ended: bool },
@@ -61,34 +67,53 @@ pub(crate) struct RecordLimits {
     pub(crate) max_log_bytes: usize,
 }
 
-/// A job's shared record, held by the engine, the job's reporter and its subscribers.
+/// Where a record's events go and what it reads the time from.
+#[derive(Clone)]
+pub(crate) struct RecordContext {
+    pub(crate) limits: RecordLimits,
+    pub(crate) journal: Journal,
+    pub(crate) clock: Clock,
+}
+
+/// A job's shared record, held by the engine's table, the job's reporter and its subscribers.
 pub(crate) struct JobRecord {
     pub(crate) id: JobId,
-    /// Whose job it is (an opaque tag the web layer gives), if anyone's.
+    /// The kind's name.
+    pub(crate) kind: Arc<str>,
+    /// The params as accepted, from which the job is (re)built.
+    pub(crate) params: Value,
+    /// Whose job it is (an opaque key the web layer gives), if anyone's.
     pub(crate) owner: Option<Arc<str>>,
-    /// Told to the job's code when someone asks it to stop.
+    /// Told to the job's code when it must stop (asked to, or the server is stopping).
     pub(crate) cancel: CancellationToken,
+    /// Whether someone asked it to stop (as opposed to the server stopping).
+    cancel_requested: AtomicBool,
     state: Mutex<RecordState>,
-    /// Carries the newest sequence number; subscribers wait on it.
+    /// Carries the newest published sequence number; subscribers wait on it.
     seq_tx: watch::Sender<u64>,
-    limits: RecordLimits,
+    ctx: RecordContext,
 }
 
 struct RecordState {
-    /// The job's state; its `seq` is the newest event's (a log line moves it on too).
+    /// The job's newest state, perhaps not written yet; its `seq` is the newest event's.
     current: Arc<Snapshot>,
-    /// The newest events, at most `replay_capacity` of them, oldest first.
+    /// The newest state written to the store: what everyone is shown. `None` until the job's
+    /// first event is written.
+    published: Option<Arc<Snapshot>>,
+    /// The newest events, at most `replay_capacity` of them, oldest first (the newest may not
+    /// be published yet).
     log: VecDeque<JobEvent>,
     /// Log lines and bytes accepted so far.
     log_lines: usize,
     log_bytes: usize,
-    /// Log lines refused for the bounds, and when that was last told.
+    /// Log lines refused for the bounds, and when that was last told (ms).
     logs_dropped: u64,
-    drop_told_at: Option<Instant>,
-    /// When the job started running.
-    started_at: Option<Instant>,
-    /// When the job reached a terminal state.
-    ended_at: Option<Instant>,
+    drop_told_at: Option<u64>,
+    /// When the job started running and when it ended (ms since the epoch).
+    started_ms: Option<u64>,
+    ended_ms: Option<u64>,
+    /// The newest checkpoint the job's code saved.
+    checkpoint: Option<Value>,
 }
 
 impl RecordState {
@@ -98,36 +123,96 @@ impl RecordState {
         }
         self.log.push_back(event);
     }
+
+    fn published_seq(&self) -> u64 {
+        self.published.as_ref().map_or(0, |s| s.seq)
+    }
+}
+
+/// Bytes a log line counts against its job's bound.
+fn line_size(line: &LogLine) -> usize {
+    line.message.len() + line.fields.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>()
 }
 
 impl JobRecord {
-    /// A new job in the `pending` state; that state is its event number 1.
-    pub(crate) fn new(id: JobId, kind: &str, limits: RecordLimits, cancel: CancellationToken) -> Self {
-        let limits = RecordLimits {
-            replay_capacity: limits.replay_capacity.max(1),
-            ..limits
-        };
-        let first = Arc::new(Snapshot::pending(id, kind, now_ms()));
-        let mut log = VecDeque::with_capacity(limits.replay_capacity.min(64));
+    /// A new job in the `pending` state, its event number 1 (not yet written: the engine hands
+    /// it to the journal with the job's row, see [`first_event`](Self::first_event)).
+    pub(crate) fn new(
+        id: JobId,
+        kind: &str,
+        params: Value,
+        owner: Option<Arc<str>>,
+        ctx: RecordContext,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let first = Arc::new(Snapshot::pending(id, kind, ctx.clock.now_ms()));
+        let mut log = VecDeque::with_capacity(ctx.limits.replay_capacity.clamp(1, 64));
         log.push_back(JobEvent::State(first.clone()));
-        let (seq_tx, _) = watch::channel(first.seq);
-        Self {
+        Self::build(id, kind, params, owner, ctx, cancel, RecordState {
+            current: first,
+            published: None,
+            log,
+            log_lines: 0,
+            log_bytes: 0,
+            logs_dropped: 0,
+            drop_told_at: None,
+            started_ms: None,
+            ended_ms: None,
+            checkpoint: None,
+        })
+    }
+
+    /// A job read back from the store, as it was written.
+    pub(crate) fn restore(row: &JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+        let capacity = ctx.limits.replay_capacity.max(1);
+        let skip = events.len().saturating_sub(capacity);
+        let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
+        let lines = log.iter().filter_map(|e| match e {
+            JobEvent::Log(l) => Some(line_size(l)),
+            JobEvent::State(_) => None,
+        });
+        let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
+        let record = Self::build(row.id, &row.kind, row.params.clone(), row.owner.clone(), ctx, cancel, RecordState {
+            current: row.state.clone(),
+            published: Some(row.state.clone()),
+            log,
+            log_lines,
+            log_bytes,
+            logs_dropped: row.state.logs_dropped,
+            drop_told_at: None,
+            started_ms: row.started_ms,
+            ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
+            checkpoint: row.checkpoint.clone(),
+        });
+        record.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
+        record
+    }
+
+    fn build(
+        id: JobId,
+        kind: &str,
+        params: Value,
+        owner: Option<Arc<str>>,
+        ctx: RecordContext,
+        cancel: CancellationToken,
+        state: RecordState,
+    ) -> Arc<Self> {
+        let ctx = RecordContext {
+            limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
+            ..ctx
+        };
+        let (seq_tx, _) = watch::channel(state.published_seq());
+        Arc::new(Self {
             id,
-            owner: None,
+            kind: Arc::from(kind),
+            params,
+            owner,
             cancel,
-            state: Mutex::new(RecordState {
-                current: first,
-                log,
-                log_lines: 0,
-                log_bytes: 0,
-                logs_dropped: 0,
-                drop_told_at: None,
-                started_at: None,
-                ended_at: None,
-            }),
+            cancel_requested: AtomicBool::new(false),
+            state: Mutex::new(state),
             seq_tx,
-            limits,
-        }
+            ctx,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, RecordState> {
@@ -136,34 +221,93 @@ impl JobRecord {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current state.
-    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+    /// The row the store keeps for this (new) job, and its first event.
+    pub(crate) fn first_event(&self) -> (JobRow, JobEvent) {
+        let state = self.lock();
+        let row = JobRow {
+            id: self.id,
+            kind: self.kind.to_string(),
+            params: self.params.clone(),
+            owner: self.owner.clone(),
+            state: state.current.clone(),
+            checkpoint: None,
+            cancel_requested: false,
+            started_ms: None,
+            ended_ms: None,
+        };
+        (row, JobEvent::State(state.current.clone()))
+    }
+
+    /// The current state as everyone is shown it: the newest written to the store. `None`
+    /// until the job's first event is written.
+    pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.lock().published.clone()
+    }
+
+    /// The newest state, written or not (for the engine's own decisions).
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
         self.lock().current.clone()
     }
 
-    /// When the job started running, if it has.
-    pub(crate) fn started_at(&self) -> Option<Instant> {
-        self.lock().started_at
+    /// When the job started running (ms since the epoch), if it has.
+    pub(crate) fn started_ms(&self) -> Option<u64> {
+        self.lock().started_ms
     }
 
-    /// When the job ended, if it has.
-    pub(crate) fn ended_at(&self) -> Option<Instant> {
-        self.lock().ended_at
+    /// When the job ended (ms since the epoch), if it has and that was written.
+    pub(crate) fn ended_ms(&self) -> Option<u64> {
+        let state = self.lock();
+        state.published.as_ref().filter(|s| s.status.is_terminal()).and(state.ended_ms)
+    }
+
+    /// Whether the job has reached a terminal state (written or not).
+    pub(crate) fn has_ended(&self) -> bool {
+        self.lock().ended_ms.is_some()
+    }
+
+    /// How many events are kept for replay.
+    pub(crate) fn replay_capacity(&self) -> u64 {
+        u64::try_from(self.ctx.limits.replay_capacity).unwrap_or(u64::MAX)
+    }
+
+    /// The newest checkpoint the job's code saved.
+    pub(crate) fn checkpoint(&self) -> Option<Value> {
+        self.lock().checkpoint.clone()
+    }
+
+    /// Whether someone asked the job to stop.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Relaxed)
+    }
+
+    /// Records that someone asked the job to stop (stored, then the job is woken).
+    pub(crate) fn request_cancel(self: &Arc<Self>) {
+        if !self.cancel_requested.swap(true, Ordering::Relaxed) {
+            let _state = self.lock(); // keeps the request in order with the job's events
+            self.ctx.journal.cancel_requested(self.clone());
+        }
+        self.cancel.cancel();
+    }
+
+    /// Saves a checkpoint: written with (or after) the events before it.
+    pub(crate) fn save_checkpoint(self: &Arc<Self>, value: Value) {
+        let mut state = self.lock();
+        if state.ended_ms.is_some() {
+            return;
+        }
+        state.checkpoint = Some(value.clone());
+        self.ctx.journal.checkpoint(self.clone(), value);
     }
 
     /// Applies one change as one event. Returns the event's sequence number, or `None` when
     /// the change changed nothing or the job had already ended (an ended job is final).
-    pub(crate) fn apply(&self, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
-        let seq = {
-            let mut state = self.lock();
-            self.apply_locked(&mut state, change)?
-        };
-        self.seq_tx.send_replace(seq);
-        Some(seq)
+    pub(crate) fn apply(self: &Arc<Self>, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
+        let mut state = self.lock();
+        self.apply_locked(&mut state, change)
     }
 
-    fn apply_locked(&self, state: &mut RecordState, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
-        if state.ended_at.is_some() {
+    fn apply_locked(self: &Arc<Self>, state: &mut RecordState, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
+        if state.ended_ms.is_some() {
             return None;
         }
         let mut next = Snapshot::clone(&state.current);
@@ -174,88 +318,102 @@ impl JobRecord {
         if next == *state.current {
             return None;
         }
+        let now = self.ctx.clock.now_ms();
         next.seq = state.current.seq + 1;
-        next.ts = now_ms();
-        let now = Instant::now();
+        next.ts = now;
         if next.status.is_terminal() {
-            state.ended_at = Some(now);
+            state.ended_ms = Some(now);
         }
-        if state.started_at.is_none() && next.status == JobStatus::Running {
-            state.started_at = Some(now);
+        if state.started_ms.is_none() && next.status == JobStatus::Running {
+            state.started_ms = Some(now);
         }
         let next = Arc::new(next);
-        state.push(JobEvent::State(next.clone()), self.limits.replay_capacity);
-        state.current = next;
-        Some(state.current.seq)
+        state.push(JobEvent::State(next.clone()), self.ctx.limits.replay_capacity);
+        state.current = next.clone();
+        self.ctx.journal.event(self.clone(), JobEvent::State(next.clone()), next.clone());
+        Some(next.seq)
     }
 
     /// Adds a log line (its `seq` is set here) as one event, unless the job has ended or the
     /// line would pass the job's log bounds: then it is counted as dropped, and the count is
     /// told in the job's state (at once for the first, then at most once a second, and at the end).
-    pub(crate) fn log(&self, mut line: LogLine) -> Option<u64> {
-        let seq = {
-            let mut state = self.lock();
-            if state.ended_at.is_some() {
+    pub(crate) fn log(self: &Arc<Self>, mut line: LogLine) -> Option<u64> {
+        let mut state = self.lock();
+        if state.ended_ms.is_some() {
+            return None;
+        }
+        let size = line_size(&line);
+        let limits = self.ctx.limits;
+        if state.log_lines >= limits.max_log_lines || state.log_bytes + size > limits.max_log_bytes {
+            state.logs_dropped += 1;
+            let now = self.ctx.clock.now_ms();
+            if state.drop_told_at.is_some_and(|t| now.saturating_sub(t) < DROP_REPORT_EVERY_MS) {
                 return None;
             }
-            let size = line.message.len() + line.fields.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>();
-            if state.log_lines >= self.limits.max_log_lines || state.log_bytes + size > self.limits.max_log_bytes {
-                state.logs_dropped += 1;
-                let now = Instant::now();
-                let tell = state.drop_told_at.is_none_or(|t| now.duration_since(t) >= DROP_REPORT_EVERY);
-                if !tell {
-                    return None;
-                }
-                state.drop_told_at = Some(now);
-                self.apply_locked(&mut state, |_| {})?
-            } else {
-                state.log_lines += 1;
-                state.log_bytes += size;
-                line.seq = state.current.seq + 1;
-                let line = Arc::new(line);
-                state.push(JobEvent::Log(line.clone()), self.limits.replay_capacity);
-                let mut current = Snapshot::clone(&state.current);
-                current.seq = line.seq;
-                state.current = Arc::new(current);
-                line.seq
+            state.drop_told_at = Some(now);
+            return self.apply_locked(&mut state, |_| {});
+        }
+        state.log_lines += 1;
+        state.log_bytes += size;
+        line.seq = state.current.seq + 1;
+        let line = Arc::new(line);
+        state.push(JobEvent::Log(line.clone()), limits.replay_capacity);
+        let mut current = Snapshot::clone(&state.current);
+        current.seq = line.seq;
+        let current = Arc::new(current);
+        state.current = current.clone();
+        self.ctx.journal.event(self.clone(), JobEvent::Log(line.clone()), current);
+        Some(line.seq)
+    }
+
+    /// The journal wrote events up to `state.seq`: show them.
+    pub(crate) fn publish(&self, state: Arc<Snapshot>) {
+        let seq = state.seq;
+        {
+            let mut s = self.lock();
+            if s.published_seq() >= seq {
+                return;
             }
-        };
+            s.published = Some(state);
+        }
         self.seq_tx.send_replace(seq);
-        Some(seq)
     }
 
     /// What a subscriber that has seen everything up to `cursor` gets next.
     pub(crate) fn catch_up(&self, cursor: u64) -> CatchUp {
         let state = self.lock();
-        let newest = state.current.seq;
+        let Some(published) = &state.published else {
+            return CatchUp::UpToDate { ended: false };
+        };
+        let newest = published.seq;
         if cursor == newest {
-            return CatchUp::UpToDate {
-                ended: state.ended_at.is_some(),
-            };
+            return CatchUp::UpToDate { ended: published.status.is_terminal() };
         }
         let oldest = state.log.front().map_or(newest, JobEvent::seq);
         if cursor > newest || cursor + 1 < oldest {
-            return CatchUp::Reset(state.current.clone());
+            return CatchUp::Reset(published.clone());
         }
         let skip = usize::try_from(cursor + 1 - oldest).unwrap_or(usize::MAX);
-        CatchUp::Events(state.log.iter().skip(skip).cloned().collect())
+        CatchUp::Events(state.log.iter().skip(skip).take_while(|e| e.seq() <= newest).cloned().collect())
     }
 
-    /// The log lines still in the replay log after sequence `after`, and how many were dropped.
+    /// The published log lines still in the replay log after sequence `after`, and how many
+    /// were dropped.
     pub(crate) fn log_lines_after(&self, after: u64) -> (Vec<Arc<LogLine>>, u64) {
         let state = self.lock();
+        let newest = state.published_seq();
         let lines = state
             .log
             .iter()
             .filter_map(|e| match e {
-                JobEvent::Log(l) if l.seq > after => Some(l.clone()),
+                JobEvent::Log(l) if l.seq > after && l.seq <= newest => Some(l.clone()),
                 _ => None,
             })
             .collect();
-        (lines, state.logs_dropped)
+        (lines, state.published.as_ref().map_or(0, |s| s.logs_dropped))
     }
 
-    /// A receiver that wakes when a new event is in the log.
+    /// A receiver that wakes when a new event is published.
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.seq_tx.subscribe()
     }
@@ -264,6 +422,7 @@ impl JobRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::store::memory::MemoryStore;
     use crate::model::LogLevel;
 
     const LIMITS: RecordLimits = RecordLimits {
@@ -272,13 +431,16 @@ mod tests {
         max_log_bytes: 1 << 20,
     };
 
-    fn record(replay_capacity: usize) -> JobRecord {
-        JobRecord::new(
-            JobId::new_random(),
-            "test",
-            RecordLimits { replay_capacity, ..LIMITS },
-            CancellationToken::new(),
-        )
+    fn record_with(limits: RecordLimits) -> (Arc<JobRecord>, Journal) {
+        let journal = Journal::start(Arc::new(MemoryStore::new()));
+        let ctx = RecordContext { limits, journal: journal.clone(), clock: Clock::start() };
+        let r = JobRecord::new(JobId::new_random(), "test", Value::Null, None, ctx, CancellationToken::new());
+        journal.create(r.clone());
+        (r, journal)
+    }
+
+    fn record(replay_capacity: usize) -> (Arc<JobRecord>, Journal) {
+        record_with(RecordLimits { replay_capacity, ..LIMITS })
     }
 
     fn line(message: &str) -> LogLine {
@@ -299,63 +461,69 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_change_gets_the_next_sequence_number() {
-        let r = record(16);
-        assert_eq!(r.snapshot().seq, 1);
+    #[tokio::test]
+    async fn every_change_gets_the_next_sequence_number() {
+        let (r, journal) = record(16);
+        assert_eq!(r.current().seq, 1);
         assert_eq!(r.apply(|s| s.progress = 10.0), Some(2));
         assert_eq!(r.apply(|s| s.message = "hello".into()), Some(3));
-        let s = r.snapshot();
+        journal.flush().await;
+        let s = r.snapshot().expect("published");
         assert_eq!((s.seq, s.progress, s.message.as_str()), (3, 10.0, "hello"));
     }
 
-    #[test]
-    fn log_lines_share_the_sequence_and_move_the_state_on() {
-        let r = record(16);
+    #[tokio::test]
+    async fn log_lines_share_the_sequence_and_move_the_state_on() {
+        let (r, journal) = record(16);
         assert_eq!(r.log(line("one")), Some(2));
         assert_eq!(r.apply(|s| s.progress = 5.0), Some(3));
         assert_eq!(r.log(line("two")), Some(4));
-        assert_eq!(r.snapshot().seq, 4, "the state's seq is the newest event's");
+        journal.flush().await;
+        assert_eq!(r.snapshot().expect("published").seq, 4, "the state's seq is the newest event's");
         let (lines, dropped) = r.log_lines_after(2);
         assert_eq!(lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["two"]);
         assert_eq!(dropped, 0);
     }
 
-    #[test]
-    fn a_change_that_changes_nothing_is_not_an_event() {
-        let r = record(16);
+    #[tokio::test]
+    async fn a_change_that_changes_nothing_is_not_an_event() {
+        let (r, _journal) = record(16);
         r.apply(|s| s.progress = 10.0);
         assert_eq!(r.apply(|s| s.progress = 10.0), None);
-        assert_eq!(r.snapshot().seq, 2);
+        assert_eq!(r.current().seq, 2);
     }
 
-    #[test]
-    fn an_ended_job_is_final() {
-        let r = record(16);
+    #[tokio::test]
+    async fn an_ended_job_is_final() {
+        let (r, journal) = record(16);
         r.apply(|s| s.status = JobStatus::Completed);
-        assert!(r.ended_at().is_some());
+        assert!(r.has_ended());
         assert_eq!(r.apply(|s| s.progress = 50.0), None);
         assert_eq!(r.log(line("late")), None);
-        assert_eq!(r.snapshot().status, JobStatus::Completed);
+        journal.flush().await;
+        assert!(r.ended_ms().is_some());
+        assert_eq!(r.snapshot().expect("published").status, JobStatus::Completed);
     }
 
-    #[test]
-    fn catch_up_replays_exactly_the_events_after_the_cursor() {
-        let r = record(16);
+    #[tokio::test]
+    async fn catch_up_replays_exactly_the_events_after_the_cursor() {
+        let (r, journal) = record(16);
         for p in 1..=5 {
             r.apply(|s| s.progress = f64::from(p));
         }
+        journal.flush().await;
         assert_eq!(seqs(r.catch_up(0)), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(seqs(r.catch_up(3)), vec![4, 5, 6]);
         assert!(matches!(r.catch_up(6), CatchUp::UpToDate { ended: false }));
     }
 
-    #[test]
-    fn the_log_is_bounded_and_a_cursor_before_it_gets_a_reset() {
-        let r = record(4);
+    #[tokio::test]
+    async fn the_log_is_bounded_and_a_cursor_before_it_gets_a_reset() {
+        let (r, journal) = record(4);
         for p in 1..=10 {
             r.apply(|s| s.progress = f64::from(p));
         }
+        journal.flush().await;
         // Events 8..=11 are kept; a cursor at 7 still catches up without a gap.
         assert_eq!(seqs(r.catch_up(7)), vec![8, 9, 10, 11]);
         match r.catch_up(6) {
@@ -364,41 +532,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_cursor_from_the_future_gets_a_reset() {
-        let r = record(4);
+    #[tokio::test]
+    async fn a_cursor_from_the_future_gets_a_reset() {
+        let (r, journal) = record(4);
+        journal.flush().await;
         assert!(matches!(r.catch_up(99), CatchUp::Reset(s) if s.seq == 1));
     }
 
     #[tokio::test(start_paused = true)]
     async fn log_lines_past_the_bounds_are_dropped_and_counted() {
-        let r = JobRecord::new(
-            JobId::new_random(),
-            "test",
-            RecordLimits { max_log_lines: 3, ..LIMITS },
-            CancellationToken::new(),
-        );
+        let (r, journal) = record_with(RecordLimits { max_log_lines: 3, ..LIMITS });
         for i in 0..10 {
             r.log(line(&format!("line {i}")));
         }
-        let s = r.snapshot();
-        assert_eq!(s.logs_dropped, 1, "the first drop is told at once");
-        tokio::time::sleep(DROP_REPORT_EVERY).await;
+        assert_eq!(r.current().logs_dropped, 1, "the first drop is told at once");
+        tokio::time::sleep(std::time::Duration::from_millis(DROP_REPORT_EVERY_MS)).await;
         r.log(line("one more"));
-        assert_eq!(r.snapshot().logs_dropped, 8);
+        assert_eq!(r.current().logs_dropped, 8);
         r.apply(|s| s.status = JobStatus::Completed);
+        journal.flush().await;
         let (lines, dropped) = r.log_lines_after(0);
         assert_eq!(lines.len(), 3);
         assert_eq!(dropped, 8);
 
-        let bytes = JobRecord::new(
-            JobId::new_random(),
-            "test",
-            RecordLimits { max_log_bytes: 10, ..LIMITS },
-            CancellationToken::new(),
-        );
+        let (bytes, journal) = record_with(RecordLimits { max_log_bytes: 10, ..LIMITS });
         assert!(bytes.log(line("12345")).is_some());
         assert!(bytes.log(line("123456")).is_some(), "the drop is told");
+        journal.flush().await;
         assert_eq!(bytes.log_lines_after(0).0.len(), 1);
     }
 }

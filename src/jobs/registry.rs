@@ -34,6 +34,8 @@ type Prepare = dyn Fn(Value) -> Result<PreparedJob, String> + Send + Sync;
 
 struct Kind {
     description: &'static str,
+    /// Whether a run cut short by a restart continues from its checkpoint.
+    resumable: bool,
     params_schema: Value,
     defaults: Value,
     prepare: Box<Prepare>,
@@ -110,6 +112,39 @@ impl KindRegistry {
         F: Fn(P, ProgressReporter) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
+        self.add(name, description, run, false)
+    }
+
+    /// Adds a kind whose runs survive a restart: its code saves checkpoints with
+    /// [`ProgressReporter::checkpoint`] and, when the server stopped or died while it ran, is
+    /// called again after the restart with [`ProgressReporter::resume_point`] giving the last
+    /// one; its events go on from the last stored sequence number. Other kinds' runs end
+    /// `interrupted` instead.
+    ///
+    /// # Panics
+    /// As [`register`](Self::register).
+    pub fn register_resumable<P, R, F, Fut>(
+        &mut self,
+        name: &'static str,
+        description: &'static str,
+        run: F,
+    ) -> &mut Self
+    where
+        P: JobParams,
+        R: Serialize + 'static,
+        F: Fn(P, ProgressReporter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
+        self.add(name, description, run, true)
+    }
+
+    fn add<P, R, F, Fut>(&mut self, name: &'static str, description: &'static str, run: F, resumable: bool) -> &mut Self
+    where
+        P: JobParams,
+        R: Serialize + 'static,
+        F: Fn(P, ProgressReporter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
         let run = Arc::new(run);
         let prepare = move |raw: Value| -> Result<PreparedJob, String> {
             let params: P = parse_params(raw)?;
@@ -131,6 +166,7 @@ impl KindRegistry {
                 name,
                 Kind {
                     description,
+                    resumable,
                     params_schema: serde_json::to_value(P::schema()).unwrap_or(Value::Null),
                     defaults: serde_json::to_value(P::default()).unwrap_or(Value::Null),
                     prepare: Box::new(prepare),
@@ -171,6 +207,11 @@ impl KindRegistry {
     /// Parses and checks `params` for `kind`. `None` when no such kind exists.
     pub(crate) fn prepare(&self, kind: &str, params: Value) -> Option<Result<PreparedJob, String>> {
         self.kinds.get(kind).map(|k| (k.prepare)(params))
+    }
+
+    /// Whether `kind` continues from its checkpoint after a restart.
+    pub fn is_resumable(&self, kind: &str) -> bool {
+        self.kinds.get(kind).is_some_and(|k| k.resumable)
     }
 
     /// The registered name for `kind`, as a `'static` string.

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::record::JobRecord;
@@ -69,6 +72,8 @@ impl Report {
 #[derive(Clone)]
 pub struct ProgressReporter {
     record: Arc<JobRecord>,
+    /// The checkpoint this run continues from (after a restart), if any.
+    resume_point: Option<Arc<Value>>,
 }
 
 fn cut(text: impl Into<String>, max_chars: usize) -> String {
@@ -85,8 +90,33 @@ fn clamp_percent(percent: f64) -> Option<f64> {
 }
 
 impl ProgressReporter {
-    pub(crate) fn new(record: Arc<JobRecord>) -> Self {
-        Self { record }
+    pub(crate) fn new(record: Arc<JobRecord>, resume_point: Option<Value>) -> Self {
+        Self { record, resume_point: resume_point.map(Arc::new) }
+    }
+
+    /// Saves how far the job got, so that a kind registered with
+    /// [`register_resumable`](super::KindRegistry::register_resumable) continues from here
+    /// after a restart (its next run gets it from [`resume_point`](Self::resume_point)). It is
+    /// stored with the events reported before it; save one after each unit of work that would
+    /// be a pity to redo. A value that does not encode as JSON is not saved (and logged).
+    pub fn checkpoint<T: Serialize>(&self, value: &T) {
+        match serde_json::to_value(value) {
+            Ok(value) => self.record.save_checkpoint(value),
+            Err(error) => tracing::warn!(%error, "a checkpoint could not be encoded as JSON; not saved"),
+        }
+    }
+
+    /// The checkpoint this run continues from: `None` for a fresh start (or when the saved one
+    /// no longer reads as a `T`, which is logged: the job then starts over).
+    pub fn resume_point<T: DeserializeOwned>(&self) -> Option<T> {
+        let value = self.resume_point.as_deref()?;
+        match serde_json::from_value(value.clone()) {
+            Ok(point) => Some(point),
+            Err(error) => {
+                tracing::warn!(%error, "the saved checkpoint does not fit this kind any more; starting over");
+                None
+            }
+        }
     }
 
     /// The job this reporter belongs to.

@@ -1,25 +1,21 @@
 //! The bound on running jobs: up to `max_running` run at once, up to `max_queued` more wait in
-//! order (`pending`, with their position), and anything past that is refused.
+//! order, and anything past that is refused.
+//!
+//! The queue holds job ids, not futures: a job is built from its stored kind and params when
+//! it gets a slot, so a restarted engine queues the jobs it reads back exactly like new ones.
+//! A waiting job's place is worked out when someone asks ([`Scheduler::position`]), never
+//! written into every waiting job when the queue moves.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::record::JobRecord;
-use super::registry::JobFuture;
-use super::ProgressReporter;
 use crate::model::JobId;
 
-/// A job that has been accepted and waits for a slot (or is about to take one).
-pub(crate) struct Admitted {
-    pub(crate) record: Arc<JobRecord>,
-    pub(crate) reporter: ProgressReporter,
-    pub(crate) job: JobFuture,
-}
-
 /// What [`Scheduler::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
-    /// A slot was free: run it now.
-    Run(Admitted),
+    /// A slot was free and is now the job's: run it.
+    Run,
     /// It waits in the queue.
     Queued,
 }
@@ -32,18 +28,7 @@ pub(crate) struct Scheduler {
 
 struct State {
     running: usize,
-    queue: VecDeque<Admitted>,
-}
-
-/// Tells every waiting job its (new) place in the queue.
-fn renumber(queue: &VecDeque<Admitted>) {
-    for (i, waiting) in queue.iter().enumerate() {
-        let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        waiting.record.apply(|s| {
-            s.queue_position = Some(position);
-            s.message = format!("Queued: {} ahead", position - 1);
-        });
-    }
+    queue: VecDeque<JobId>,
 }
 
 impl Scheduler {
@@ -51,22 +36,13 @@ impl Scheduler {
         Self {
             max_running: max_running.max(1),
             max_queued,
-            state: Mutex::new(State {
-                running: 0,
-                queue: VecDeque::new(),
-            }),
+            state: Mutex::new(State { running: 0, queue: VecDeque::new() }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Counters and a queue, updated without panicking in between: never inconsistent.
+        // A counter and a queue, updated without panicking in between: never inconsistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether a new job would be accepted now (it runs or finds a place in the queue).
-    pub(crate) fn has_room(&self) -> bool {
-        let state = self.lock();
-        state.running < self.max_running || state.queue.len() < self.max_queued
     }
 
     /// The configured bounds, for error messages.
@@ -74,49 +50,61 @@ impl Scheduler {
         (self.max_running, self.max_queued)
     }
 
-    /// Runs the job at once when a slot is free, else queues it. `Err` gives the job back when
-    /// the queue is full too.
-    pub(crate) fn admit(&self, job: Admitted) -> Result<Admission, Admitted> {
+    /// Gives the job a slot when one is free, else a place in the queue; `None` when the queue
+    /// is full too. With `force` the job is queued even past the bound (jobs read back from
+    /// the store were accepted once and are never refused).
+    pub(crate) fn admit(&self, id: JobId, force: bool) -> Option<Admission> {
         let mut state = self.lock();
         if state.running < self.max_running {
             state.running += 1;
-            return Ok(Admission::Run(job));
+            return Some(Admission::Run);
         }
-        if state.queue.len() >= self.max_queued {
-            return Err(job);
+        if state.queue.len() >= self.max_queued && !force {
+            return None;
         }
-        state.queue.push_back(job);
-        renumber(&state.queue);
-        Ok(Admission::Queued)
+        state.queue.push_back(id);
+        Some(Admission::Queued)
+    }
+
+    /// Takes a slot for a job that must run now (one resumed after a restart), past the bound
+    /// if need be.
+    pub(crate) fn occupy(&self) {
+        self.lock().running += 1;
     }
 
     /// A running job ended: its slot goes to the first waiting job, returned to be run.
-    pub(crate) fn release(&self) -> Option<Admitted> {
+    pub(crate) fn release(&self) -> Option<JobId> {
         let mut state = self.lock();
-        match state.queue.pop_front() {
-            Some(next) => {
-                next.record.apply(|s| s.queue_position = None);
-                renumber(&state.queue);
-                Some(next)
-            }
-            None => {
-                state.running = state.running.saturating_sub(1);
-                None
-            }
+        let next = state.queue.pop_front();
+        if next.is_none() {
+            state.running = state.running.saturating_sub(1);
         }
+        next
     }
 
-    /// Takes a waiting job out of the queue (it was cancelled before it started).
-    pub(crate) fn withdraw(&self, id: JobId) -> Option<Admitted> {
+    /// Takes a waiting job out of the queue (it was cancelled before it started). Whether it
+    /// was waiting.
+    pub(crate) fn withdraw(&self, id: JobId) -> bool {
         let mut state = self.lock();
-        let at = state.queue.iter().position(|w| w.record.id == id)?;
-        let job = state.queue.remove(at);
-        renumber(&state.queue);
-        job
+        let Some(at) = state.queue.iter().position(|w| *w == id) else { return false };
+        state.queue.remove(at);
+        true
     }
 
-    /// Empties the queue (shutdown).
-    pub(crate) fn drain(&self) -> Vec<Admitted> {
+    /// The job's place in the queue, 1 being next to start; `None` when it is not waiting.
+    pub(crate) fn position(&self, id: JobId) -> Option<u32> {
+        let state = self.lock();
+        let at = state.queue.iter().position(|w| *w == id)?;
+        Some(u32::try_from(at + 1).unwrap_or(u32::MAX))
+    }
+
+    /// How many jobs wait.
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Empties the queue (shutdown), returning the jobs that were waiting.
+    pub(crate) fn drain(&self) -> Vec<JobId> {
         self.lock().queue.drain(..).collect()
     }
 }

@@ -63,8 +63,9 @@ impl Subscription {
         }
     }
 
-    /// The job's current state (whatever this subscriber has or has not read yet).
-    pub fn current(&self) -> Arc<Snapshot> {
+    /// The job's current state (whatever this subscriber has or has not read yet); `None`
+    /// only before the job's first event is stored.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.record.snapshot()
     }
 

@@ -1,5 +1,7 @@
-//! Engine behaviour as its users see it: sequencing, replay from N, the replay bound, failure,
-//! cancellation, late and slow subscribers, retention. Timed jobs run on paused time.
+//! Engine behaviour as its users see it, against every store (one suite, each test run once
+//! per backend): sequencing, replay from N, the replay bound, failure, cancellation, late and
+//! slow subscribers, retention, restarts graceful and not, owners. Timed jobs run on paused
+//! time (the store's writes run on the blocking pool, which holds paused time still).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,18 +9,44 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::kinds::builtin;
+use super::store::memory::MemoryStore;
+use super::store::sqlite::SqliteStore;
+use super::store::JobStore;
 use super::*;
 use crate::model::{JobId, JobStatus, Snapshot};
 
-fn engine_with(config: EngineConfig) -> JobEngine {
-    JobEngine::new(config, builtin())
+/// A store to run the suite against, and the folder that holds its file, if any.
+pub(super) struct Backend {
+    pub(super) store: Arc<dyn JobStore>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-fn engine() -> JobEngine {
-    engine_with(EngineConfig::default())
+pub(super) fn memory() -> Backend {
+    Backend { store: Arc::new(MemoryStore::new()), _dir: None }
 }
 
-async fn collect(mut sub: Subscription) -> Vec<Delivery> {
+pub(super) fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = SqliteStore::open(dir.path().join("jobs.db")).expect("a fresh store opens");
+    Backend { store: Arc::new(store), _dir: Some(dir) }
+}
+
+/// An engine on the backend's store, running what it read back.
+pub(super) fn engine_on(b: &Backend, config: EngineConfig, kinds: KindRegistry) -> JobEngine {
+    let (engine, _) = JobEngine::open(config, kinds, b.store.clone()).expect("the store opens");
+    engine.start_recovered();
+    engine
+}
+
+fn engine_with(b: &Backend, config: EngineConfig) -> JobEngine {
+    engine_on(b, config, builtin())
+}
+
+fn engine(b: &Backend) -> JobEngine {
+    engine_with(b, EngineConfig::default())
+}
+
+pub(super) async fn collect(mut sub: Subscription) -> Vec<Delivery> {
     let mut out = Vec::new();
     while let Some(d) = sub.next().await {
         out.push(d);
@@ -26,7 +54,7 @@ async fn collect(mut sub: Subscription) -> Vec<Delivery> {
     out
 }
 
-fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
+pub(super) fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
     deliveries
         .iter()
         .filter_map(|d| match d {
@@ -37,19 +65,18 @@ fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
         .collect()
 }
 
-fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
+pub(super) fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
     deliveries.iter().map(Delivery::seq).collect()
 }
 
 async fn run_to_end(engine: &JobEngine, kind: &str, params: serde_json::Value) -> (JobId, Vec<Delivery>) {
-    let id = engine.start(kind, params).expect("job starts");
+    let id = engine.start(kind, params).await.expect("job starts");
     let sub = engine.subscribe(id, None).expect("job exists");
     (id, collect(sub).await)
 }
 
-#[tokio::test(start_paused = true)]
-async fn every_event_has_the_next_sequence_number_from_pending_to_completed() {
-    let engine = engine();
+async fn every_event_has_the_next_sequence_number_from_pending_to_completed(b: Backend) {
+    let engine = engine(&b);
     let (_, all) = run_to_end(&engine, "ticker", json!({"steps": 3, "interval_ms": 100})).await;
     let all = events(&all);
     let seqs: Vec<u64> = all.iter().map(|s| s.seq).collect();
@@ -65,9 +92,8 @@ async fn every_event_has_the_next_sequence_number_from_pending_to_completed() {
     assert!(all.windows(2).all(|w| w[0].progress <= w[1].progress));
 }
 
-#[tokio::test(start_paused = true)]
-async fn subscribing_after_n_yields_exactly_the_events_after_n() {
-    let engine = engine();
+async fn subscribing_after_n_yields_exactly_the_events_after_n(b: Backend) {
+    let engine = engine(&b);
     let (id, all) = run_to_end(&engine, "ticker", json!({"steps": 4, "interval_ms": 50})).await;
     let newest = all.last().expect("events").seq();
     for after in [0, 1, 3, newest - 1] {
@@ -79,9 +105,8 @@ async fn subscribing_after_n_yields_exactly_the_events_after_n() {
     assert!(nothing.is_empty(), "a subscriber that saw the end gets nothing more");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset() {
-    let engine = engine_with(EngineConfig { replay_capacity: 4, ..Default::default() });
+async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend) {
+    let engine = engine_with(&b, EngineConfig { replay_capacity: 4, ..Default::default() });
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 10, "interval_ms": 10})).await;
     let newest = engine.snapshot(id).expect("kept").seq;
     // From the start: one reset carrying the final state, then the end.
@@ -95,25 +120,26 @@ async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset() {
     events(&tail);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_slow_subscriber_never_holds_the_job_back() {
-    let engine = engine_with(EngineConfig { replay_capacity: 8, ..Default::default() });
-    let id = engine.start("ticker", json!({"steps": 50, "interval_ms": 10})).expect("starts");
+async fn a_slow_subscriber_never_holds_the_job_back(b: Backend) {
+    let engine = engine_with(&b, EngineConfig { replay_capacity: 8, ..Default::default() });
+    let id = engine.start("ticker", json!({"steps": 50, "interval_ms": 10})).await.expect("starts");
     let mut slow = engine.subscribe(id, None).expect("job exists");
     let first = slow.next().await.expect("pending event");
     assert_eq!(first.seq(), 1);
     // The slow subscriber reads nothing more while the whole job runs.
     let fast = collect(engine.subscribe(id, Some(1)).expect("job exists")).await;
     assert_eq!(fast.last().expect("events").state().expect("a state").status, JobStatus::Completed);
-    // Then it is told it fell behind, with the final state: no silent skip.
+    // Then it gets what it had already read from the log (if anything) and is told it fell
+    // behind, with the final state: no silent skip.
     let rest = collect(slow).await;
-    assert!(matches!(&rest[..], [Delivery::Reset(s)] if s.status == JobStatus::Completed));
+    let (last, before) = rest.split_last().expect("deliveries");
+    assert!(matches!(last, Delivery::Reset(s) if s.status == JobStatus::Completed), "{last:?}");
+    assert_eq!(seqs(before), (2..2 + before.len() as u64).collect::<Vec<_>>(), "in order up to the reset");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_late_subscriber_gets_the_rest_of_a_running_job_live() {
-    let engine = engine();
-    let id = engine.start("ticker", json!({"steps": 6, "interval_ms": 100})).expect("starts");
+async fn a_late_subscriber_gets_the_rest_of_a_running_job_live(b: Backend) {
+    let engine = engine(&b);
+    let id = engine.start("ticker", json!({"steps": 6, "interval_ms": 100})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(350)).await;
     let seen = engine.snapshot(id).expect("kept");
     assert_eq!(seen.status, JobStatus::Running);
@@ -122,9 +148,8 @@ async fn a_late_subscriber_gets_the_rest_of_a_running_job_live() {
     assert_eq!(rest.last().expect("events").status, JobStatus::Completed);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failing_job_ends_failed_with_its_error_at_the_chosen_step() {
-    let engine = engine();
+async fn a_failing_job_ends_failed_with_its_error_at_the_chosen_step(b: Backend) {
+    let engine = engine(&b);
     let (_, all) = run_to_end(&engine, "failing", json!({"steps": 4, "fail_at_step": 2, "step_ms": 100})).await;
     let last = events(&all).pop().expect("events");
     assert_eq!(last.status, JobStatus::Failed);
@@ -135,10 +160,9 @@ async fn a_failing_job_ends_failed_with_its_error_at_the_chosen_step() {
     assert_eq!(last.data, None);
 }
 
-#[tokio::test(start_paused = true)]
-async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled() {
-    let engine = engine();
-    let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).expect("starts");
+async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
+    let engine = engine(&b);
+    let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(engine.cancel(id), Some(CancelOutcome::Requested));
     let rest = collect(engine.subscribe(id, Some(engine.snapshot(id).expect("kept").seq - 1)).expect("job exists")).await;
@@ -149,9 +173,8 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled() {
     assert_eq!(engine.cancel(JobId::new_random()), None);
 }
 
-#[tokio::test(start_paused = true)]
-async fn ended_jobs_are_forgotten_after_their_retention() {
-    let engine = engine_with(EngineConfig {
+async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
+    let engine = engine_with(&b, EngineConfig {
         retention: Duration::from_secs(60),
         sweep_interval: Duration::from_secs(5),
         ..Default::default()
@@ -164,41 +187,38 @@ async fn ended_jobs_are_forgotten_after_their_retention() {
     assert!(engine.subscribe(id, None).is_none());
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run() {
-    let engine = engine_with(EngineConfig { max_jobs: 2, ..Default::default() });
+async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: Backend) {
+    let engine = engine_with(&b, EngineConfig { max_jobs: 2, ..Default::default() });
     let (first, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
-    let _running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).expect("room");
-    let _also_running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).expect("evicts");
+    let _running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("room");
+    let _also_running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("evicts");
     assert!(engine.snapshot(first).is_none(), "the ended job made room");
-    let refused = engine.start("ticker", json!({})).expect_err("all running");
+    let refused = engine.start("ticker", json!({})).await.expect_err("all running");
     assert_eq!(refused, StartError::AtCapacity { limit: 2 });
     assert_eq!(engine.job_count(), 2);
 }
 
-#[tokio::test]
-async fn bad_kinds_and_params_are_refused_with_what_is_allowed() {
-    let engine = engine();
-    let err = engine.start("nope", json!({})).expect_err("unknown kind");
+async fn bad_kinds_and_params_are_refused_with_what_is_allowed(b: Backend) {
+    let engine = engine(&b);
+    let err = engine.start("nope", json!({})).await.expect_err("unknown kind");
     assert_eq!(
         err.to_string(),
         "unknown job kind \"nope\"; the known kinds are: checksum, discover, failing, ticker"
     );
-    let err = engine.start("ticker", json!({"steps": 0})).expect_err("out of range");
+    let err = engine.start("ticker", json!({"steps": 0})).await.expect_err("out of range");
     assert_eq!(
         err.to_string(),
         "invalid params for job kind \"ticker\": steps must be between 1 and 100000, got 0"
     );
-    let err = engine.start("ticker", json!({"stepz": 3})).expect_err("unknown field");
+    let err = engine.start("ticker", json!({"stepz": 3})).await.expect_err("unknown field");
     assert!(err.to_string().contains("unknown field `stepz`"), "{err}");
-    let err = engine.start("ticker", json!({"steps": "ten"})).expect_err("wrong type");
+    let err = engine.start("ticker", json!({"steps": "ten"})).await.expect_err("wrong type");
     assert!(err.to_string().contains("invalid type: string \"ten\""), "{err}");
     assert_eq!(engine.job_count(), 0, "nothing was started");
 }
 
-#[tokio::test]
-async fn the_checksum_job_does_real_work_and_returns_a_verified_digest() {
-    let engine = engine();
+async fn the_checksum_job_does_real_work_and_returns_a_verified_digest(b: Backend) {
+    let engine = engine(&b);
     let params = json!({"size_mib": 2, "chunk_kib": 256, "chunk_delay_ms": 0, "seed": 7});
     let (_, all) = run_to_end(&engine, "checksum", params.clone()).await;
     let all = events(&all);
@@ -218,8 +238,7 @@ async fn the_checksum_job_does_real_work_and_returns_a_verified_digest() {
     assert_eq!(again.data.as_ref().expect("a result")["sha256"], data["sha256"]);
 }
 
-#[tokio::test]
-async fn a_panicking_job_fails_without_taking_the_engine_down() {
+async fn a_panicking_job_fails_without_taking_the_engine_down(b: Backend) {
     #[derive(serde::Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
     struct NoParams {}
     impl JobParams for NoParams {}
@@ -230,7 +249,7 @@ async fn a_panicking_job_fails_without_taking_the_engine_down() {
         }
         Ok(())
     });
-    let engine = JobEngine::new(EngineConfig::default(), kinds);
+    let engine = engine_on(&b, EngineConfig::default(), kinds);
     let (_, all) = run_to_end(&engine, "boom", json!(null)).await;
     let last = all.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Failed);
@@ -239,30 +258,31 @@ async fn a_panicking_job_fails_without_taking_the_engine_down() {
     assert_eq!(ok.last().expect("events").state().expect("a state").status, JobStatus::Completed);
 }
 
-#[tokio::test(start_paused = true)]
-async fn shutdown_stops_running_jobs_and_refuses_new_ones() {
-    let engine = engine();
-    let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).expect("starts");
+async fn shutdown_stops_running_jobs_and_refuses_new_ones(b: Backend) {
+    let engine = engine(&b);
+    let id = engine.start("failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(engine.shutdown(Duration::from_secs(5)).await, "jobs stopped in time");
-    assert_eq!(engine.snapshot(id).expect("kept").status, JobStatus::Cancelled);
-    assert_eq!(engine.start("ticker", json!({})), Err(StartError::ShuttingDown));
+    let last = engine.snapshot(id).expect("kept");
+    assert_eq!(last.status, JobStatus::Interrupted, "a job that cannot resume ends visibly");
+    assert_eq!(last.error.as_deref(), Some(runner::STOPPED));
+    assert_eq!(engine.start("ticker", json!({})).await, Err(StartError::ShuttingDown));
 }
 
-#[tokio::test(start_paused = true)]
-async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs() {
-    let engine = engine_with(EngineConfig { max_running: 1, max_queued: 2, ..Default::default() });
+async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs(b: Backend) {
+    let engine = engine_with(&b, EngineConfig { max_running: 1, max_queued: 2, ..Default::default() });
     let slow = json!({"steps": 2, "interval_ms": 100});
-    let first = engine.start("ticker", slow.clone()).expect("runs");
-    let second = engine.start("ticker", slow.clone()).expect("queued");
-    let third = engine.start("ticker", slow.clone()).expect("queued");
-    let full = engine.start("ticker", slow.clone()).expect_err("queue full");
+    let first = engine.start("ticker", slow.clone()).await.expect("runs");
+    let second = engine.start("ticker", slow.clone()).await.expect("queued");
+    let third = engine.start("ticker", slow.clone()).await.expect("queued");
+    let full = engine.start("ticker", slow.clone()).await.expect_err("queue full");
     assert_eq!(full, StartError::QueueFull { running: 1, queued: 2 });
     let waiting = |id| engine.snapshot(id).expect("kept");
     assert_eq!((waiting(second).status, waiting(second).queue_position), (JobStatus::Pending, Some(1)));
     assert_eq!(waiting(third).queue_position, Some(2));
 
     assert_eq!(engine.cancel(second), Some(CancelOutcome::Requested));
+    engine.flush().await;
     assert_eq!(waiting(second).status, JobStatus::Cancelled, "a waiting job ends at once");
     assert_eq!(waiting(third).queue_position, Some(1), "the one behind moves up");
 
@@ -275,6 +295,178 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs()
     // The cancelled waiter's code never ran: it never left `pending`.
     let second_all = events(&collect(engine.subscribe(second, None).expect("kept")).await);
     assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
+}
+
+
+/// Events a subscription delivers from the start, as (seq, status, message) for comparing.
+fn trail(deliveries: &[Delivery]) -> Vec<(u64, Option<JobStatus>)> {
+    deliveries.iter().map(|d| (d.seq(), d.state().map(|s| s.status))).collect()
+}
+
+async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Backend) {
+    let config = EngineConfig { max_running: 1, ..Default::default() };
+    let first = engine_with(&b, config.clone());
+    let ticking = first.start("ticker", json!({"steps": 6, "interval_ms": 100})).await.expect("runs");
+    let waiting = first.start("ticker", json!({"steps": 2, "interval_ms": 10})).await.expect("queued");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(first.shutdown(Duration::from_secs(5)).await);
+    let paused = first.snapshot(ticking).expect("kept");
+    if !b.store.outlives_process() {
+        // Nothing survives this store: both end visibly instead of waiting forever.
+        assert_eq!(paused.status, JobStatus::Interrupted);
+        assert_eq!(first.snapshot(waiting).expect("kept").status, JobStatus::Interrupted);
+        return;
+    }
+    assert_eq!(paused.status, JobStatus::Running, "left at its checkpoint");
+    assert!(paused.step_index >= 2, "it got somewhere: {paused:?}");
+    drop(first);
+
+    let second = engine_with(&b, config);
+    let all = collect(second.subscribe(ticking, None).expect("read back")).await;
+    assert_eq!(seqs(&all), (1..=all.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
+    let states = events(&all);
+    let last = states.last().expect("events");
+    assert_eq!((last.status, last.data.clone()), (JobStatus::Completed, Some(json!({"ticks": 6}))));
+    let resumed_at = states.iter().position(|s| s.message == "Resumed after a server restart").expect("says it resumed");
+    assert_eq!(states[resumed_at].seq, paused.seq + 1, "goes on at the next number");
+    let ticks: Vec<u32> = states.iter().filter(|s| s.message.starts_with("Tick ")).map(|s| s.step_index).collect();
+    assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
+    assert_eq!(ticks.last(), Some(&6));
+    let queued = events(&collect(second.subscribe(waiting, None).expect("read back")).await);
+    assert_eq!(queued.last().expect("events").status, JobStatus::Completed, "the waiting job ran after the restart");
+}
+
+async fn jobs_cut_short_by_a_crash_resume_or_end_visibly(b: Backend) {
+    // What a killed process leaves: the store as it was at one instant, mid-job.
+    let scratch = memory();
+    let config = EngineConfig { max_running: 2, ..Default::default() };
+    let before = engine_with(&scratch, config.clone());
+    let ticking = before.start("ticker", json!({"steps": 5, "interval_ms": 100})).await.expect("runs");
+    let failing = before.start("failing", json!({"step_ms": 60000})).await.expect("runs");
+    let waiting = before.start("ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("queued");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    before.flush().await;
+    let at_crash = scratch.store.load().expect("loads");
+    before.shutdown(Duration::from_secs(1)).await;
+    let batch = store::Batch {
+        created: at_crash.iter().map(|(row, _)| row.clone()).collect(),
+        writes: at_crash
+            .iter()
+            .map(|(row, events)| store::JobWrite {
+                events: events.clone(),
+                state: Some(row.state.clone()),
+                checkpoint: row.checkpoint.clone(),
+                ..store::JobWrite::new(row.id)
+            })
+            .collect(),
+        removed: Vec::new(),
+    };
+    b.store.write(&batch).expect("the crashed state is written");
+    let seq_at_crash = |id| at_crash.iter().find(|(r, _)| r.id == id).map(|(r, _)| r.state.seq).expect("kept");
+
+    let (after, found) = JobEngine::open(config, builtin(), b.store.clone()).expect("opens");
+    assert_eq!(found, Recovered { jobs: 3, queued: 1, resumed: 1, interrupted: 1 });
+    after.start_recovered();
+    let cut = events(&collect(after.subscribe(failing, Some(seq_at_crash(failing))).expect("read back")).await);
+    assert_eq!(cut.len(), 1, "one more event: the end");
+    assert_eq!((cut[0].seq, cut[0].status), (seq_at_crash(failing) + 1, JobStatus::Interrupted));
+    assert_eq!(cut[0].error.as_deref(), Some(runner::RESTARTED));
+    let resumed = collect(after.subscribe(ticking, None).expect("read back")).await;
+    assert_eq!(seqs(&resumed), (1..=resumed.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
+    assert_eq!(events(&resumed).last().expect("events").data, Some(json!({"ticks": 5})));
+    let ran = events(&collect(after.subscribe(waiting, None).expect("read back")).await);
+    assert_eq!(ran.last().expect("events").status, JobStatus::Completed);
+}
+
+async fn the_owner_limit_holds_exactly_under_concurrent_starts(b: Backend) {
+    let engine = engine_with(&b, EngineConfig { max_active_per_owner: 5, ..Default::default() });
+    let long = json!({"steps": 100, "interval_ms": 1000});
+    let starts = (0..20).map(|_| engine.start_for(Some("owner-a"), "ticker", long.clone()));
+    let results = futures::future::join_all(starts).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 5);
+    assert!(results.iter().all(|r| r.is_ok() || *r == Err(StartError::OwnerLimit { limit: 5 })));
+    assert_eq!(engine.jobs_of("owner-a").len(), 5);
+    engine.start_for(Some("owner-b"), "ticker", long).await.expect("another owner is not limited by a");
+}
+
+async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
+    let engine = engine(&b);
+    let mut feed = engine.watch_owner("owner-a");
+    feed.borrow_and_update();
+    engine.start_for(Some("owner-b"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
+    assert!(!feed.has_changed().expect("open"), "another owner's job does not wake a's feeds");
+    let mine = engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
+    assert!(feed.has_changed().expect("open"));
+    let listed: Vec<JobId> = engine.jobs_of("owner-a").iter().map(|s| s.id).collect();
+    assert_eq!(listed, vec![mine]);
+}
+
+async fn the_store_keeps_exactly_what_subscribers_were_shown(b: Backend) {
+    let engine = engine(&b);
+    let (id, shown) = run_to_end(&engine, "checksum", json!({"size_mib": 1, "chunk_kib": 256, "chunk_delay_ms": 0})).await;
+    engine.flush().await;
+    let kept = b.store.load().expect("loads");
+    let (row, stored) = kept.iter().find(|(r, _)| r.id == id).expect("the job is kept");
+    let stored: Vec<Delivery> = stored
+        .iter()
+        .map(|e| match e {
+            JobEvent::State(s) => Delivery::Event(s.clone()),
+            JobEvent::Log(l) => Delivery::Log(l.clone()),
+        })
+        .collect();
+    assert_eq!(stored, shown, "same numbers, same data");
+    assert_eq!(trail(&stored).last(), Some(&(row.state.seq, Some(JobStatus::Completed))));
+    assert_eq!(row.kind, "checksum");
+    assert_eq!(row.params["size_mib"], 1);
+}
+
+async fn swept_jobs_leave_the_store_too(b: Backend) {
+    let engine = engine_with(&b, EngineConfig {
+        retention: Duration::from_secs(60),
+        sweep_interval: Duration::from_secs(5),
+        ..Default::default()
+    });
+    let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    engine.flush().await;
+    assert!(engine.snapshot(id).is_none());
+    assert!(b.store.load().expect("loads").iter().all(|(r, _)| r.id != id), "its rows are gone");
+}
+
+/// Runs each named behaviour test against every store: `memory::name` and `sqlite::name`.
+macro_rules! store_suite {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod memory_store {
+            $( $(#[$attr])* async fn $name() { super::$name(super::memory()).await } )*
+        }
+        mod sqlite_store {
+            $( $(#[$attr])* async fn $name() { super::$name(super::sqlite()).await } )*
+        }
+    };
+}
+
+store_suite! {
+    #[tokio::test(start_paused = true)] a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones,
+    #[tokio::test(start_paused = true)] jobs_cut_short_by_a_crash_resume_or_end_visibly,
+    #[tokio::test(start_paused = true)] the_owner_limit_holds_exactly_under_concurrent_starts,
+    #[tokio::test(start_paused = true)] an_owner_is_told_of_its_own_new_jobs_only,
+    #[tokio::test] the_store_keeps_exactly_what_subscribers_were_shown,
+    #[tokio::test(start_paused = true)] swept_jobs_leave_the_store_too,
+    #[tokio::test(start_paused = true)] every_event_has_the_next_sequence_number_from_pending_to_completed,
+    #[tokio::test(start_paused = true)] subscribing_after_n_yields_exactly_the_events_after_n,
+    #[tokio::test(start_paused = true)] a_subscriber_older_than_the_replay_log_is_told_with_a_reset,
+    #[tokio::test(start_paused = true)] a_slow_subscriber_never_holds_the_job_back,
+    #[tokio::test(start_paused = true)] a_late_subscriber_gets_the_rest_of_a_running_job_live,
+    #[tokio::test(start_paused = true)] a_failing_job_ends_failed_with_its_error_at_the_chosen_step,
+    #[tokio::test(start_paused = true)] cancelling_is_seen_by_the_job_and_ends_it_cancelled,
+    #[tokio::test(start_paused = true)] ended_jobs_are_forgotten_after_their_retention,
+    #[tokio::test(start_paused = true)] a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run,
+    #[tokio::test] bad_kinds_and_params_are_refused_with_what_is_allowed,
+    #[tokio::test] the_checksum_job_does_real_work_and_returns_a_verified_digest,
+    #[tokio::test] a_panicking_job_fails_without_taking_the_engine_down,
+    #[tokio::test(start_paused = true)] shutdown_stops_running_jobs_and_refuses_new_ones,
+    #[tokio::test(start_paused = true)] past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs,
 }
 
 /// `GET /api/job-kinds` promises each param's range through its schema; validation must agree

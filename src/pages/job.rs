@@ -64,15 +64,18 @@ fn JobView(initial: Snapshot, logs: Vec<LogLine>) -> impl IntoView {
                 <div class="flex flex-wrap items-start justify-between gap-3">
                   <div class="min-w-0 flex-1 space-y-1">
                     <StepLabel step=job.step status=job.status/>
-                    // A failure's message is its error, shown in the outcome below.
+                    // A failure's (or interruption's) message is its error, shown in the outcome below.
                     <p data-testid="job-message" class="min-h-5 text-sm text-slate-600 dark:text-slate-400">
-                        {move || (job.status.get() != Some(JobStatus::Failed)).then(|| job.message.get())}
+                        {move || {
+                            let ended_badly = matches!(job.status.get(), Some(JobStatus::Failed | JobStatus::Interrupted));
+                            (!ended_badly).then(|| job.message.get())
+                        }}
                     </p>
                   </div>
                   <CancelButton id=id active=busy/>
                 </div>
                 <ConnectionNotice connection=job.connection reconnect=job.reconnect/>
-                <JobOutcome status=job.status result=job.result error=job.error/>
+                <JobOutcome status=job.status result=job.result error=job.error kind=kind.clone()/>
                 <LogConsole lines=job.logs dropped=job.logs_dropped/>
             </article>
         </section>

@@ -161,7 +161,7 @@ pub async fn start_job(
     ApiQuery(query): ApiQuery<StartQuery>,
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<Response, AppError> {
-    let id = engine.start_for(Some(&owner.token), &request.kind, request.params)?;
+    let id = engine.start_for(Some(&owner.key), &request.kind, request.params).await?;
     let location = HeaderValue::from_str(&status_url(id)).map_err(|_| AppError::JobNotFound(id.to_string()))?;
     if query.stream {
         // The stream's first event is the job's `pending` state, whose `id` field names the job:
@@ -225,7 +225,7 @@ pub async fn get_result(
             progress: snapshot.progress,
             retry_after: engine.poll_after(job).unwrap_or(std::time::Duration::from_secs(1)),
         }),
-        JobStatus::Failed | JobStatus::Cancelled => Err(AppError::NoResult {
+        JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => Err(AppError::NoResult {
             status: snapshot.status,
             error: snapshot.error,
         }),

@@ -135,7 +135,7 @@ impl AppError {
             Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. }) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Start(StartError::AtCapacity { .. } | StartError::ShuttingDown) => {
+            Self::Start(StartError::AtCapacity { .. } | StartError::ShuttingDown | StartError::StoreUnavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::ResultNotReady { .. } | Self::NoResult { .. } => StatusCode::CONFLICT,
@@ -161,6 +161,7 @@ impl AppError {
             Self::Start(StartError::OwnerLimit { .. }) => "owner_limit",
             Self::Start(StartError::AtCapacity { .. }) => "at_capacity",
             Self::Start(StartError::ShuttingDown) => "shutting_down",
+            Self::Start(StartError::StoreUnavailable { .. }) => "store_unavailable",
             Self::ResultNotReady { .. } => "result_not_ready",
             Self::NoResult { .. } => "no_result",
         }
@@ -170,7 +171,10 @@ impl AppError {
         match self {
             Self::ResultNotReady { retry_after, .. } => Some(*retry_after),
             Self::Start(
-                StartError::QueueFull { .. } | StartError::AtCapacity { .. } | StartError::OwnerLimit { .. },
+                StartError::QueueFull { .. }
+                | StartError::AtCapacity { .. }
+                | StartError::OwnerLimit { .. }
+                | StartError::StoreUnavailable { .. },
             ) => Some(QUEUE_FULL_RETRY),
             _ => None,
         }

@@ -123,7 +123,7 @@ pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Event> {
         match sub.next().await {
             Some(delivery) => Some((delivery_event(&delivery), Some(sub))),
             None => {
-                let last = sub.current();
+                let last = sub.current()?;
                 let end = json!({"status": last.status, "seq": last.seq});
                 Some((Event::default().event("end").data(end.to_string()), None))
             }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod health;
 pub mod openapi;
 pub mod owner;
 pub mod owner_events;
@@ -48,6 +49,8 @@ fn api_router() -> Router<AppState> {
         .route("/api/jobs/{id}/logs", get(api::get_logs).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))
         .route("/api/events", get(owner_events::owner_events).fallback(only("GET, HEAD")))
+        .route("/healthz", get(health::healthz).fallback(only("GET, HEAD")))
+        .route("/readyz", get(health::readyz).fallback(only("GET, HEAD")))
         .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
         .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, error, events, owner_events};
+use super::{api, error, events, health, owner_events};
 use crate::jobs::KindDescription;
 use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
 
@@ -24,7 +24,9 @@ use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
         api::get_logs,
         api::cancel_job,
         events::job_events,
-        owner_events::owner_events
+        owner_events::owner_events,
+        health::healthz,
+        health::readyz
     ),
     components(schemas(
         Snapshot,

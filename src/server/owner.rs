@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 use super::AppError;
 use crate::jobs::JobEngine;
@@ -29,16 +30,23 @@ const COOKIE_MAX_AGE_SECS: u32 = 365 * 24 * 3600;
 /// The owner of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
-    /// The owner's token, which is also its identity.
+    /// The owner's token: the secret the client holds.
     pub token: Arc<str>,
+    /// The owner's identity as the job engine knows it and the store keeps it: the SHA-256 of
+    /// the token, so that a leaked database lets nobody act as an owner.
+    pub key: Arc<str>,
     /// Whether the token was made for this request (the client sent none).
     pub is_new: bool,
 }
 
 impl Owner {
+    fn with_token(token: String, is_new: bool) -> Self {
+        let key = crate::jobs::kinds::hex(&Sha256::digest(token.as_bytes()));
+        Self { token: token.into(), key: key.into(), is_new }
+    }
+
     fn fresh() -> Self {
-        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        Self { token: token.into(), is_new: true }
+        Self::with_token(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()), true)
     }
 }
 
@@ -68,12 +76,12 @@ pub async fn identify(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
     let owner = match bearer {
-        Some(token) if well_formed(&token) => Owner { token: token.into(), is_new: false },
+        Some(token) if well_formed(&token) => Owner::with_token(token, false),
         Some(_) => {
             return AppError::BadToken.into_response();
         }
         None => match from_cookie(request.headers()).filter(|t| well_formed(t)) {
-            Some(token) => Owner { token: token.into(), is_new: false },
+            Some(token) => Owner::with_token(token, false),
             None => Owner::fresh(),
         },
     };
@@ -133,7 +141,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Owner {
 pub fn authorize(engine: &JobEngine, owner: &Owner, id: JobId) -> Result<(), AppError> {
     match engine.owner_of(id) {
         Some(None) => Ok(()),
-        Some(Some(o)) if *o == *owner.token => Ok(()),
+        Some(Some(o)) if *o == *owner.key => Ok(()),
         _ => Err(AppError::JobNotFound(id.to_string())),
     }
 }
@@ -148,6 +156,8 @@ mod tests {
         let b = Owner::fresh();
         assert!(well_formed(&a.token), "{}", a.token);
         assert_ne!(a.token, b.token);
+        assert_ne!(a.key, a.token, "the engine never sees the token itself");
+        assert_eq!(Owner::with_token(a.token.to_string(), false).key, a.key, "the same token is the same owner");
         assert!(!well_formed("abc"));
         assert!(!well_formed(&a.token.to_uppercase()));
     }

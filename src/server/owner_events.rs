@@ -19,7 +19,6 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
 use super::events::sse_of;
@@ -61,7 +60,7 @@ fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Even
         match sub.next().await {
             Some(delivery) => Some((tagged(job, &delivery), Some(sub))),
             None => {
-                let last = sub.current();
+                let last = sub.current()?;
                 let end = json!({"job": job, "status": last.status, "seq": last.seq});
                 Some((Event::default().event("end").data(end.to_string()), None))
             }
@@ -93,24 +92,26 @@ struct Feed {
     engine: JobEngine,
     owner: Arc<str>,
     streams: SelectAll<BoxStream<'static, Event>>,
-    started: tokio::sync::broadcast::Receiver<(JobId, Option<Arc<str>>)>,
+    /// Wakes when one of the owner's jobs is started (never for other owners' jobs).
+    started: tokio::sync::watch::Receiver<u64>,
     known: HashSet<JobId>,
 }
 
 impl Feed {
-    /// Follows `job` after `after` (`None`: from its first event), unless already followed.
-    fn follow(&mut self, job: JobId, after: Option<u64>) {
+    /// Follows `job` after `after`, unless already followed.
+    fn follow(&mut self, job: JobId, after: u64) {
         if self.known.insert(job) {
-            if let Some(sub) = self.engine.subscribe(job, Some(after.unwrap_or(0))) {
+            if let Some(sub) = self.engine.subscribe(job, Some(after)) {
                 self.streams.push(job_events(job, sub));
             }
         }
     }
 
-    /// Follows every job of the owner not followed yet, from its current state.
-    fn catch_up(&mut self) {
+    /// Follows every job of the owner not followed yet from its first event: they were
+    /// started after the feed opened.
+    fn follow_new(&mut self) {
         for state in self.engine.jobs_of(&self.owner) {
-            self.follow(state.id, Some(u64::MAX));
+            self.follow(state.id, 0);
         }
     }
 
@@ -118,11 +119,9 @@ impl Feed {
         loop {
             tokio::select! {
                 Some(event) = self.streams.next(), if !self.streams.is_empty() => return Some(event),
-                started = self.started.recv() => match started {
-                    Ok((job, Some(owner))) if *owner == *self.owner => self.follow(job, None),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => self.catch_up(),
-                    Err(RecvError::Closed) => return None,
+                changed = self.started.changed() => match changed {
+                    Ok(()) => self.follow_new(),
+                    Err(_) => return None,
                 },
             }
         }
@@ -142,16 +141,17 @@ pub async fn owner_events(
 ) -> Result<Response, AppError> {
     let cursors = parse_cursors(query.after.as_deref())?;
     // Listen for new jobs before looking at the existing ones, so none falls in between.
-    let started = engine.started_jobs();
+    let mut started = engine.watch_owner(&owner.key);
+    started.borrow_and_update();
     let mut feed = Feed {
         engine: engine.clone(),
-        owner: owner.token.clone(),
+        owner: owner.key.clone(),
         streams: SelectAll::new(),
         started,
         known: HashSet::new(),
     };
-    for state in engine.jobs_of(&owner.token) {
-        feed.follow(state.id, Some(cursors.get(&state.id).copied().unwrap_or(u64::MAX)));
+    for state in engine.jobs_of(&owner.key) {
+        feed.follow(state.id, cursors.get(&state.id).copied().unwrap_or(u64::MAX));
     }
     let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });
     Ok(sse_of(&engine, events))

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -65,8 +67,8 @@ impl TestApp {
     }
 
     /// Starts a job straight through the engine.
-    pub fn start(&self, kind: &str, params: serde_json::Value) -> String {
-        self.engine.start(kind, params).expect("job starts").to_string()
+    pub async fn start(&self, kind: &str, params: serde_json::Value) -> String {
+        self.engine.start(kind, params).await.expect("job starts").to_string()
     }
 
     /// Opens a job's event stream with an optional `Last-Event-ID` header and query.

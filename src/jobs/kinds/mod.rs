@@ -1,9 +1,11 @@
 //! The built-in job kinds, and [`builtin`], the registry that holds them all.
 //!
-//! - [`checksum`]: real CPU work: generates data in chunks and hashes it twice (the default).
+//! - [`checksum`]: real CPU work: generates data in chunks and hashes it twice (the default);
+//!   resumable, chunk by chunk.
 //! - [`discover`]: finds its work first (total unknown), then does it: for indeterminate UIs.
 //! - [`failing`]: fails at a chosen step with a meaningful error.
-//! - [`ticker`]: only reports, N steps at a given interval: for pace demos and benchmarks.
+//! - [`ticker`]: only reports, N steps at a given interval: for pace demos and benchmarks;
+//!   resumable, tick by tick.
 
 pub mod checksum;
 pub mod discover;
@@ -16,10 +18,10 @@ use super::KindRegistry;
 pub fn builtin() -> KindRegistry {
     let mut kinds = KindRegistry::new();
     kinds
-        .register(checksum::NAME, checksum::DESCRIPTION, checksum::run)
+        .register_resumable(checksum::NAME, checksum::DESCRIPTION, checksum::run)
         .register(discover::NAME, discover::DESCRIPTION, discover::run)
         .register(failing::NAME, failing::DESCRIPTION, failing::run)
-        .register(ticker::NAME, ticker::DESCRIPTION, ticker::run);
+        .register_resumable(ticker::NAME, ticker::DESCRIPTION, ticker::run);
     kinds
 }
 

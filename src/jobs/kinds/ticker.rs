@@ -50,10 +50,12 @@ pub struct TickerResult {
     pub ticks: u32,
 }
 
-/// Runs a `ticker` job.
+/// Runs a `ticker` job. Resumable: it saves the last tick it reported, and after a restart
+/// goes on with the next one.
 pub async fn run(p: TickerParams, r: ProgressReporter) -> Result<TickerResult, JobError> {
     let interval = Duration::from_millis(p.interval_ms);
-    for i in 1..=p.steps {
+    let done: u32 = r.resume_point().unwrap_or(0);
+    for i in done.saturating_add(1)..=p.steps {
         r.sleep(interval).await?;
         r.report(
             Report::new()
@@ -61,6 +63,7 @@ pub async fn run(p: TickerParams, r: ProgressReporter) -> Result<TickerResult, J
                 .percent(100.0 * f64::from(i) / f64::from(p.steps))
                 .message(format!("Tick {i} of {}", p.steps)),
         );
+        r.checkpoint(&i);
     }
     Ok(TickerResult { ticks: p.steps })
 }

@@ -1,0 +1,216 @@
+//! The journal: the one writer between the engine and its store.
+//!
+//! Records hand it every event, checkpoint and cancel request as it happens; a task of its
+//! own takes everything waiting at once, writes it to the store as ONE batch (one
+//! transaction, on the blocking pool), and only then publishes the events to their records'
+//! subscribers. So writes are batched under load (one transaction for many events, one
+//! writer), a client is never shown an event that is not yet stored, and the async runtime
+//! never waits on the disk.
+//!
+//! When the store refuses a batch (a full disk, a store that went away), the journal keeps it,
+//! says so through [`Journal::healthy`], and retries with a growing pause: nothing accepted
+//! is dropped, and events are published as soon as they are stored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{JobEvent, JobRecord};
+use super::store::{Batch, JobRow, JobStore, JobWrite, StoreError};
+use crate::model::{JobId, JobStatus, Snapshot};
+
+/// Most entries written in one batch.
+const MAX_BATCH: usize = 8_192;
+/// The first and the longest pause between attempts at a batch the store refused.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+enum Entry {
+    Create { record: Arc<JobRecord>, row: JobRow, first: JobEvent },
+    Event { record: Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot> },
+    Checkpoint { record: Arc<JobRecord>, value: Value },
+    CancelRequested(Arc<JobRecord>),
+    Remove(Vec<JobId>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Whether the last write worked, and if not why.
+#[derive(Default)]
+struct Health {
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The handle records and the engine write through. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Journal {
+    tx: mpsc::UnboundedSender<Entry>,
+    health: Arc<Health>,
+}
+
+impl Journal {
+    /// Starts the writer task for `store`. It ends when every handle is gone. Must be called
+    /// inside a Tokio runtime.
+    pub(crate) fn start(store: Arc<dyn JobStore>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        tokio::spawn(run(store, rx, health.clone()));
+        Self { tx, health }
+    }
+
+    fn send(&self, entry: Entry) {
+        // The writer thread only ends when every sender is gone, and we are one.
+        let _ = self.tx.send(entry);
+    }
+
+    pub(crate) fn create(&self, record: Arc<JobRecord>) {
+        let (row, first) = record.first_event();
+        self.send(Entry::Create { record, row, first });
+    }
+
+    pub(crate) fn event(&self, record: Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot>) {
+        self.send(Entry::Event { record, event, state });
+    }
+
+    pub(crate) fn checkpoint(&self, record: Arc<JobRecord>, value: Value) {
+        self.send(Entry::Checkpoint { record, value });
+    }
+
+    pub(crate) fn cancel_requested(&self, record: Arc<JobRecord>) {
+        self.send(Entry::CancelRequested(record));
+    }
+
+    pub(crate) fn remove(&self, ids: Vec<JobId>) {
+        if !ids.is_empty() {
+            self.send(Entry::Remove(ids));
+        }
+    }
+
+    /// Waits until everything handed over before this call is written and published.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Entry::Flush(tx));
+        let _ = rx.await;
+    }
+
+    /// `Ok` while the store takes what is written; the store's last error otherwise.
+    pub(crate) fn healthy(&self) -> Result<(), String> {
+        if !self.health.failing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let error = self.health.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Err(error.unwrap_or_else(|| "the job store refused a write".into()))
+    }
+}
+
+/// One batch being assembled: the store's part, and what to publish once it is written.
+#[derive(Default)]
+struct Assembly {
+    batch: Batch,
+    by_job: HashMap<JobId, usize>,
+    publish: Vec<(Arc<JobRecord>, Option<Arc<Snapshot>>)>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Assembly {
+    /// The place of `record`'s write in the batch, made on first use.
+    fn index(&mut self, record: &Arc<JobRecord>) -> usize {
+        *self.by_job.entry(record.id).or_insert_with(|| {
+            self.batch.writes.push(JobWrite::new(record.id));
+            self.publish.push((record.clone(), None));
+            self.batch.writes.len() - 1
+        })
+    }
+
+    fn write_for(&mut self, record: &Arc<JobRecord>) -> &mut JobWrite {
+        let at = self.index(record);
+        &mut self.batch.writes[at]
+    }
+
+    fn add_event(&mut self, record: &Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot>) {
+        let at = self.index(record);
+        let write = &mut self.batch.writes[at];
+        if let JobEvent::State(s) = &event {
+            if s.status == JobStatus::Running && write.started_ms.is_none() {
+                write.started_ms = Some(s.ts);
+            }
+        }
+        write.forget_through = state.seq.saturating_sub(record.replay_capacity());
+        write.events.push(event);
+        write.state = Some(state.clone());
+        self.publish[at].1 = Some(state);
+    }
+
+    fn add(&mut self, entry: Entry) {
+        match entry {
+            Entry::Create { record, row, first } => {
+                let state = row.state.clone();
+                self.batch.created.push(row);
+                self.add_event(&record, first, state);
+            }
+            Entry::Event { record, event, state } => {
+                self.add_event(&record, event, state);
+            }
+            Entry::Checkpoint { record, value } => self.write_for(&record).checkpoint = Some(value),
+            Entry::CancelRequested(record) => self.write_for(&record).cancel_requested = true,
+            Entry::Remove(ids) => self.batch.removed.extend(ids),
+            Entry::Flush(done) => self.flushes.push(done),
+        }
+    }
+}
+
+async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, health: Arc<Health>) {
+    let mut entries = Vec::new();
+    while rx.recv_many(&mut entries, MAX_BATCH).await > 0 {
+        let mut assembly = Assembly::default();
+        for entry in entries.drain(..) {
+            assembly.add(entry);
+        }
+        let Assembly { batch, publish, flushes, .. } = assembly;
+        write_until_stored(&store, batch, &health).await;
+        for (record, state) in publish {
+            if let Some(state) = state {
+                record.publish(state);
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes `batch` on the blocking pool, retrying with a growing pause for as long as the store
+/// refuses it.
+async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health) {
+    if batch.is_empty() {
+        return;
+    }
+    let batch = Arc::new(batch);
+    let mut pause = RETRY_FIRST;
+    loop {
+        let (writer, todo) = (store.clone(), batch.clone());
+        let written = tokio::task::spawn_blocking(move || writer.write(&todo))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Backend(format!("the write stopped: {e}"))));
+        match written {
+            Ok(()) => {
+                if health.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(store = %store.describe(), "the job store takes writes again");
+                }
+                return;
+            }
+            Err(error) => {
+                if !health.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(store = %store.describe(), %error, "the job store refused a write; retrying, nothing is dropped");
+                }
+                *health.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The SQLite store, the zero-setup default: one file (plus SQLite's `-wal` and `-shm` files
+//! beside it), created on first start.
+//!
+//! Written in WAL mode with `synchronous=NORMAL`: a committed batch survives the process being
+//! killed (`kill -9`, an out-of-memory kill); only a power cut may lose the last batches.
+//! One process owns the file at a time: it holds an advisory lock on `PATH.lock` (with its pid
+//! in it) for as long as it runs, and a second process is refused at start-up. Readers such as
+//! the `sqlite3` shell (`.backup`) are not blocked.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde_json::Value;
+
+use super::{Batch, JobRow, JobStore, LoadedJob, StoreError};
+use crate::jobs::JobEvent;
+use crate::model::{JobId, Snapshot};
+
+/// Marks the file as ours (`PRAGMA application_id`): "sspr".
+const APPLICATION_ID: i64 = 0x7373_7072;
+/// The schema's version (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY NOT NULL,
+    kind             TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    owner            TEXT,
+    status           TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    checkpoint       TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_ms       INTEGER NOT NULL,
+    started_ms       INTEGER,
+    ended_ms         INTEGER
+);
+CREATE INDEX jobs_by_owner ON jobs(owner, created_ms);
+CREATE TABLE events (
+    job  TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    log  INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job, seq)
+) WITHOUT ROWID;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+";
+
+/// Jobs kept in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    /// Held for the store's life: the advisory lock that keeps other processes out.
+    _lock: File,
+}
+
+fn unusable(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Unusable { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+/// Turns SQLite's errors into ones that say what to do.
+fn classify(path: &Path, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotAStore {
+            path: path.to_path_buf(),
+            reason: "the file is not a SQLite database, or it is damaged".into(),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => StoreError::NotAStore {
+            path: path.to_path_buf(),
+            reason: format!("the database is damaged: {error}"),
+        },
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull { path: path.to_path_buf() },
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            unusable(path, format!("{error}; check that the file and its folder are writable"))
+        }
+        Some(ErrorCode::SystemIoFailure) if io_error_is_full(error) => {
+            StoreError::DiskFull { path: path.to_path_buf() }
+        }
+        _ => StoreError::Backend(format!("{}: {error}", path.display())),
+    }
+}
+
+/// SQLite reports some out-of-space conditions (a full WAL file) as I/O errors.
+fn io_error_is_full(error: &rusqlite::Error) -> bool {
+    let text = error.to_string().to_lowercase();
+    text.contains("full") || text.contains("no space")
+}
+
+/// Takes the advisory lock on `PATH.lock`, writing this process's id into it.
+fn lock_beside(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| unusable(&lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::Locked { path: path.to_path_buf(), lock: lock_path });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(unusable(&lock_path, e)),
+    }
+    // The pid is only a hint for people; a failure to write it changes nothing.
+    let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder when missing) the store at `path`. Refuses a file that
+    /// another process holds, a file that is not a job store, and a disk that is full.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if path.is_dir() {
+            return Err(unusable(&path, "it is a folder; give the path of a file inside it"));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                let why = match e.kind() {
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                        "a part of its path is a file, not a folder".to_string()
+                    }
+                    _ => e.to_string(),
+                };
+                unusable(&path, format!("cannot create its folder: {why}"))
+            })?;
+        }
+        let lock = lock_beside(&path)?;
+        let conn = Connection::open(&path).map_err(|e| classify(&path, &e))?;
+        let store = Self { path, conn: Mutex::new(conn), _lock: lock };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A connection has no state of ours that a panic could leave half-changed.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn err(&self, error: &rusqlite::Error) -> StoreError {
+        classify(&self.path, error)
+    }
+
+    /// Checks the file is ours (or empty), creates the schema, and proves it can be written.
+    fn prepare(&self) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| self.err(&e))?;
+        let not_ours = |reason: String| StoreError::NotAStore { path: self.path.clone(), reason };
+        if app_id == 0 && tables > 0 {
+            return Err(not_ours("it holds another program's tables".into()));
+        }
+        if app_id != 0 && app_id != APPLICATION_ID {
+            return Err(not_ours(format!("it belongs to another program (application id {app_id:#x})")));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(not_ours(format!(
+                "it was written by a newer sse-progress (schema {version}, this one knows {SCHEMA_VERSION})"
+            )));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| self.err(&e))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unusable(&self.path, format!("SQLite could not use WAL mode here (it said {mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(|e| self.err(&e))?;
+        if tables == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(|e| self.err(&e))?;
+        }
+        // A write now, so that a read-only or full disk is told at start-up, not at the first job.
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('opened_ms', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
+            params![crate::model::now_ms().to_string()],
+        )
+        .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
+}
+
+fn event_json(event: &JobEvent) -> Result<(bool, String), StoreError> {
+    Ok(match event {
+        JobEvent::State(s) => (false, to_json(&**s)?),
+        JobEvent::Log(l) => (true, to_json(&**l)?),
+    })
+}
+
+fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<(), rusqlite::Error> {
+    for row in &batch.created {
+        tx.prepare_cached(
+            "INSERT INTO jobs (id, kind, params, owner, status, seq, state, checkpoint, cancel_requested, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            row.id.to_string(),
+            row.kind,
+            row.params.to_string(),
+            row.owner.as_deref(),
+            row.state.status.as_str(),
+            row.state.seq,
+            encode(&*row.state)?,
+            row.checkpoint.as_ref().map(Value::to_string),
+            row.cancel_requested,
+            row.state.created,
+        ])?;
+    }
+    for write in &batch.writes {
+        let id = write.id.to_string();
+        if let Some(first) = write.events.first() {
+            let created = batch.created.iter().any(|r| r.id == write.id);
+            let kept: Option<u64> = if created {
+                Some(0)
+            } else {
+                tx.prepare_cached("SELECT seq FROM jobs WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?
+            };
+            if kept.is_some_and(|kept| first.seq() != kept + 1) {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!("job {id}: event {} does not follow the kept events", first.seq()).into(),
+                ));
+            }
+        }
+        let mut insert = tx.prepare_cached("INSERT INTO events (job, seq, log, data) VALUES (?1, ?2, ?3, ?4)")?;
+        for event in &write.events {
+            let (log, data) = event_json(event).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            insert.execute(params![id, event.seq(), log, data])?;
+        }
+        if write.forget_through > 0 {
+            tx.prepare_cached("DELETE FROM events WHERE job = ?1 AND seq <= ?2")?
+                .execute(params![id, write.forget_through])?;
+        }
+        if let Some(state) = &write.state {
+            let ended = state.status.is_terminal().then_some(state.ts);
+            tx.prepare_cached("UPDATE jobs SET status = ?2, seq = ?3, state = ?4, ended_ms = ?5 WHERE id = ?1")?
+                .execute(params![id, state.status.as_str(), state.seq, encode(&**state)?, ended])?;
+        }
+        if let Some(started) = write.started_ms {
+            tx.prepare_cached("UPDATE jobs SET started_ms = COALESCE(started_ms, ?2) WHERE id = ?1")?
+                .execute(params![id, started])?;
+        }
+        if let Some(checkpoint) = &write.checkpoint {
+            tx.prepare_cached("UPDATE jobs SET checkpoint = ?2 WHERE id = ?1")?
+                .execute(params![id, checkpoint.to_string()])?;
+        }
+        if write.cancel_requested {
+            tx.prepare_cached("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1")?.execute([&id])?;
+        }
+    }
+    for id in &batch.removed {
+        let id = id.to_string();
+        tx.prepare_cached("DELETE FROM events WHERE job = ?1")?.execute([&id])?;
+        tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute([&id])?;
+    }
+    Ok(())
+}
+
+fn encode(state: &Snapshot) -> Result<String, rusqlite::Error> {
+    serde_json::to_string(state).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} cannot be read: {e}"))
+}
+
+impl JobStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    fn outlives_process(&self) -> bool {
+        true
+    }
+
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(&e))?;
+        write_batch(&tx, batch).map_err(|e| self.err(&e))?;
+        tx.commit().map_err(|e| self.err(&e))
+    }
+
+    fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {
+        let conn = self.lock();
+        let damaged = |reason: String| StoreError::NotAStore { path: self.path.clone(), reason };
+        let mut events: HashMap<String, Vec<JobEvent>> = HashMap::new();
+        let mut query = conn.prepare("SELECT job, seq, log, data FROM events ORDER BY job, seq").map_err(|e| self.err(&e))?;
+        let mut rows = query.query([]).map_err(|e| self.err(&e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(&e))? {
+            let job: String = row.get(0).map_err(|e| self.err(&e))?;
+            let seq: u64 = row.get(1).map_err(|e| self.err(&e))?;
+            let log: bool = row.get(2).map_err(|e| self.err(&e))?;
+            let data: String = row.get(3).map_err(|e| self.err(&e))?;
+            let what = format!("event {seq} of job {job}");
+            let event = if log {
+                JobEvent::Log(Arc::new(decode(&what, &data).map_err(damaged)?))
+            } else {
+                JobEvent::State(Arc::new(decode(&what, &data).map_err(damaged)?))
+            };
+            events.entry(job).or_default().push(event);
+        }
+        drop(rows);
+        let mut query = conn
+            .prepare(
+                "SELECT id, kind, params, owner, state, checkpoint, cancel_requested, started_ms, ended_ms
+                 FROM jobs ORDER BY created_ms, id",
+            )
+            .map_err(|e| self.err(&e))?;
+        let mut rows = query.query([]).map_err(|e| self.err(&e))?;
+        let mut jobs = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(&e))? {
+            let id_text: String = row.get(0).map_err(|e| self.err(&e))?;
+            let id: JobId = id_text.parse().map_err(|e| damaged(format!("job row {id_text:?}: {e}")))?;
+            let text = |i: usize| -> Result<Option<String>, StoreError> { row.get(i).map_err(|e| self.err(&e)) };
+            let what = format!("job {id}");
+            let params = decode(&what, &text(2)?.unwrap_or_default()).map_err(damaged)?;
+            let state: Snapshot = decode(&what, &text(4)?.unwrap_or_default()).map_err(damaged)?;
+            let checkpoint = match text(5)? {
+                Some(c) => Some(decode(&what, &c).map_err(damaged)?),
+                None => None,
+            };
+            let job = JobRow {
+                id,
+                kind: text(1)?.unwrap_or_default(),
+                params,
+                owner: text(3)?.map(Arc::from),
+                state: Arc::new(state),
+                checkpoint,
+                cancel_requested: row.get(6).map_err(|e| self.err(&e))?,
+                started_ms: row.get(7).map_err(|e| self.err(&e))?,
+                ended_ms: row.get(8).map_err(|e| self.err(&e))?,
+            };
+            let kept = events.remove(&id_text).unwrap_or_default();
+            jobs.push((job, kept));
+        }
+        Ok(jobs)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.lock()
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map(|_| ())
+            .map_err(|e| self.err(&e))
+    }
+}

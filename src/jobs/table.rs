@@ -1,0 +1,170 @@
+//! The jobs this process holds, by id and by owner: what the engine and the log layer both
+//! look jobs up in (so neither needs the other).
+//!
+//! Each owner has an index of its jobs (no look-up scans every job) and an announcement
+//! channel that wakes only that owner's feeds when one of its jobs is started.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
+
+use super::record::JobRecord;
+use crate::model::JobId;
+
+/// Why a job could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The table holds `max_jobs` and none of them has ended.
+    Full,
+    /// The owner has `max_active_per_owner` jobs that have not ended.
+    OwnerLimit,
+}
+
+#[derive(Default)]
+struct OwnerEntry {
+    /// The owner's jobs, oldest first.
+    jobs: VecDeque<JobId>,
+    /// Counts the owner's announced jobs; feeds wait on it.
+    started: Option<watch::Sender<u64>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    jobs: HashMap<JobId, Arc<JobRecord>>,
+    owners: HashMap<Arc<str>, OwnerEntry>,
+}
+
+/// Jobs by id, and by owner.
+#[derive(Default)]
+pub(crate) struct JobTable {
+    tables: Mutex<Tables>,
+}
+
+impl Tables {
+    fn remove(&mut self, id: JobId) -> Option<Arc<JobRecord>> {
+        let record = self.jobs.remove(&id)?;
+        if let Some(owner) = &record.owner {
+            if let Some(entry) = self.owners.get_mut(owner) {
+                entry.jobs.retain(|j| *j != id);
+                let watched = entry.started.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
+                if entry.jobs.is_empty() && !watched {
+                    self.owners.remove(owner);
+                }
+            }
+        }
+        Some(record)
+    }
+
+    /// Forgets the ended job that ended first, to make room. Whether there was one.
+    fn evict_oldest_ended(&mut self) -> Option<JobId> {
+        let oldest = self
+            .jobs
+            .values()
+            .filter_map(|r| r.ended_ms().map(|t| (t, r.id)))
+            .min()
+            .map(|(_, id)| id)?;
+        self.remove(oldest);
+        Some(oldest)
+    }
+}
+
+impl JobTable {
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        // Inserts, removals and look-ups only, never left half-done: never inconsistent.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The job `id`, if held.
+    pub(crate) fn get(&self, id: JobId) -> Option<Arc<JobRecord>> {
+        self.lock().jobs.get(&id).cloned()
+    }
+
+    /// Adds a new job, checking (atomically with the insert, so concurrent starts cannot both
+    /// pass) that its owner has fewer than `owner_limit` jobs not ended, and making room by
+    /// forgetting the oldest ended job when `max_jobs` are held. Returns the ids forgotten.
+    pub(crate) fn insert_checked(
+        &self,
+        record: Arc<JobRecord>,
+        max_jobs: usize,
+        owner_limit: usize,
+    ) -> Result<Option<JobId>, Refusal> {
+        let mut tables = self.lock();
+        if let Some(owner) = &record.owner {
+            let active = tables.owners.get(owner).map_or(0, |entry| {
+                entry.jobs.iter().filter(|id| tables.jobs.get(id).is_some_and(|r| !r.has_ended())).count()
+            });
+            if active >= owner_limit {
+                return Err(Refusal::OwnerLimit);
+            }
+        }
+        let mut evicted = None;
+        if tables.jobs.len() >= max_jobs {
+            evicted = Some(tables.evict_oldest_ended().ok_or(Refusal::Full)?);
+        }
+        Self::insert_locked(&mut tables, record);
+        Ok(evicted)
+    }
+
+    /// Adds a job read back from the store.
+    pub(crate) fn insert(&self, record: Arc<JobRecord>) {
+        Self::insert_locked(&mut self.lock(), record);
+    }
+
+    fn insert_locked(tables: &mut Tables, record: Arc<JobRecord>) {
+        if let Some(owner) = &record.owner {
+            tables.owners.entry(owner.clone()).or_default().jobs.push_back(record.id);
+        }
+        tables.jobs.insert(record.id, record);
+    }
+
+    /// Forgets a job.
+    pub(crate) fn remove(&self, id: JobId) -> Option<Arc<JobRecord>> {
+        self.lock().remove(id)
+    }
+
+    /// Tells `owner`'s feeds that one of its jobs was started.
+    pub(crate) fn announce(&self, owner: &str) {
+        let tables = self.lock();
+        if let Some(tx) = tables.owners.get(owner).and_then(|e| e.started.as_ref()) {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A receiver that wakes when one of `owner`'s jobs is started.
+    pub(crate) fn watch_owner(&self, owner: &str) -> watch::Receiver<u64> {
+        let mut tables = self.lock();
+        let entry = tables.owners.entry(Arc::from(owner)).or_default();
+        entry.started.get_or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
+    /// `owner`'s jobs, oldest first.
+    pub(crate) fn of_owner(&self, owner: &str) -> Vec<Arc<JobRecord>> {
+        let tables = self.lock();
+        tables
+            .owners
+            .get(owner)
+            .map(|e| e.jobs.iter().filter_map(|id| tables.jobs.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets every ended job that ended at or before `ended_by` (ms). Returns their ids.
+    pub(crate) fn sweep(&self, ended_by: u64) -> Vec<JobId> {
+        let mut tables = self.lock();
+        let expired: Vec<JobId> = tables
+            .jobs
+            .values()
+            .filter(|r| r.ended_ms().is_some_and(|t| t <= ended_by))
+            .map(|r| r.id)
+            .collect();
+        for id in &expired {
+            tables.remove(*id);
+        }
+        expired
+    }
+
+    /// How many jobs are held.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+}

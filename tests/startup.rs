@@ -1,0 +1,94 @@
+//! A store the server cannot use is a clear message and a non-zero exit at start-up, never a
+//! panic: an unknown scheme, an unusable path, a file another process holds, a file that is
+//! not a job store, a full disk.
+
+mod common;
+
+use common::process::{sqlite_store, ServerProcess, StartFailure};
+
+async fn refused(store: &str) -> StartFailure {
+    match ServerProcess::try_start(store, 0).await {
+        Ok(server) => {
+            server.kill().await;
+            panic!("the server started on {store:?}");
+        }
+        Err(failure) => failure,
+    }
+}
+
+fn assert_clear(failure: &StartFailure, says: &[&str]) {
+    assert_eq!(failure.code, Some(1), "a non-zero exit: {}", failure.stderr);
+    assert!(!failure.stderr.contains("panicked"), "no panic: {}", failure.stderr);
+    for words in says {
+        assert!(failure.stderr.contains(words), "{words:?} not in: {}", failure.stderr);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_store_scheme_names_the_ones_that_exist() {
+    let failure = refused("postgres://localhost/jobs").await;
+    assert_clear(&failure, &["SSE_PROGRESS_STORE=\"postgres://localhost/jobs\"", "sqlite:PATH", "memory"]);
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_a_file_says_why() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "not a folder").expect("written");
+    let failure = refused(&format!("sqlite:{}", file.join("jobs.db").display())).await;
+    assert_clear(&failure, &["cannot use", "jobs.db", "cannot create its folder"]);
+    let failure = refused(&format!("sqlite:{}", dir.path().display())).await;
+    assert_clear(&failure, &["it is a folder"]);
+}
+
+#[tokio::test]
+async fn a_file_held_by_another_server_is_refused() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let store = sqlite_store(dir.path());
+    let first = ServerProcess::start(&store, 0).await;
+    let failure = refused(&store).await;
+    assert_clear(&failure, &["in use by another sse-progress process", "SSE_PROGRESS_STORE=sqlite:OTHER_PATH"]);
+    first.terminate().await;
+    // Once it is gone, the file is free again.
+    ServerProcess::start(&store, 0).await.terminate().await;
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_job_store_is_left_alone() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let path = dir.path().join("jobs.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &garbage).expect("written");
+    let failure = refused(&sqlite_store(dir.path())).await;
+    assert_clear(&failure, &["is not an sse-progress job store", "move it away"]);
+    assert_eq!(std::fs::read(&path).expect("still there"), garbage, "nothing was changed");
+}
+
+#[tokio::test]
+async fn a_full_disk_is_told_at_start_up() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).expect("a mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        // A tiny file system needs root (CI and these machines run as root).
+        eprintln!("a_full_disk_is_told_at_start_up: not run, this user cannot mount a small tmpfs");
+        return;
+    }
+    // Fill it to the last byte.
+    let filler = mount.join("filler");
+    let mut size = 256 * 1024;
+    while size > 0 {
+        if std::fs::write(&filler, vec![0u8; size]).is_ok() {
+            break;
+        }
+        size -= 4096;
+    }
+    let failure = refused(&sqlite_store(&mount)).await;
+    let _ = std::process::Command::new("umount").arg(&mount).status();
+    assert_clear(&failure, &["is full", "free some space"]);
+}
