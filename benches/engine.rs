@@ -182,6 +182,8 @@ async fn main() {
     if which != "memory" {
         let store = SqliteStore::open(dir.path().join("bench.db")).expect("opens");
         figures.push(measure("sqlite", Arc::new(store), jobs, events).await);
+        let mib = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len()) / (1024 * 1024);
+        println!("sqlite file {} MiB, its WAL {} MiB", mib("bench.db"), mib("bench.db-wal"));
     }
 
     println!("throughput: {jobs} jobs x {events} events at once; latency: 100 jobs x 100 events/s (10,000/s); 300 starts");

@@ -180,6 +180,13 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
         for done in flushes {
             let _ = done.send(());
         }
+        if store.housekeeping_due() {
+            let keeper = store.clone();
+            let done = tokio::task::spawn_blocking(move || keeper.housekeeping()).await;
+            if let Ok(Err(error)) = done {
+                tracing::warn!(store = %store.describe(), %error, "store upkeep failed; trying again later");
+            }
+        }
     }
 }
 

@@ -170,6 +170,16 @@ pub trait JobStore: Send + Sync + 'static {
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError>;
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;
+    /// Whether [`housekeeping`](Self::housekeeping) has work to do (cheap: asked after every
+    /// batch).
+    fn housekeeping_due(&self) -> bool {
+        false
+    }
+    /// Upkeep the writer does between two batches, after publishing, so it delays no event
+    /// already written (SQLite: let its WAL start over).
+    fn housekeeping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Opens the store `spec` names (the value of `SSE_PROGRESS_STORE`; `None` for the default):
