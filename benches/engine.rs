@@ -27,7 +27,7 @@ fn micros_since_base() -> u64 {
 }
 
 /// Params of `stamp`: `events` messages, one every `interval_us`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 struct StampParams {
     events: u32,

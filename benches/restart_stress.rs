@@ -19,8 +19,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-const STEPS: u32 = 150;
-
 /// Starts the server on `store` and `port` (0: any) and returns it with its port.
 async fn start(store: &str, port: u16) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sse-progress"))
@@ -100,10 +98,11 @@ async fn main() {
     let mut followers = Vec::new();
     let mut tallies = Vec::new();
     for i in 0..jobs {
+        // Long enough to be running through every cycle (about a second each).
         let (kind, params) = if i % 2 == 0 {
-            ("ticker", json!({"steps": STEPS, "interval_ms": 20}))
+            ("ticker", json!({"steps": 60 * cycles, "interval_ms": 20}))
         } else {
-            ("checksum", json!({"size_mib": 96, "chunk_kib": 512, "chunk_delay_ms": 5}))
+            ("checksum", json!({"size_mib": 24 * cycles, "chunk_kib": 512, "chunk_delay_ms": 5}))
         };
         let mut request = client.post(format!("http://127.0.0.1:{port}/api/jobs")).json(&json!({"kind": kind, "params": params}));
         if let Some(token) = &token {

@@ -350,6 +350,22 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A kind as API clients are told about it: what it does, and its params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct KindDescription {
+    /// The name to start it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its params object.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub params_schema: Value,
+    /// The params used for every field left out.
+    #[cfg_attr(feature = "ssr", schema(value_type = Object))]
+    pub defaults: Value,
+}
+
 /// A job kind a person may start from the browser, with a label for the picker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindInfo {

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sse_progress::jobs::{kinds, EngineConfig, JobError, JobParams, ProgressReporter};
 use tracing_subscriber::layer::SubscriberExt;
 
-#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 struct Chatty {
     lines: u32,

@@ -13,13 +13,13 @@ use super::clock::Clock;
 use super::journal::Journal;
 use super::logs::JobLogLayer;
 use super::record::{JobRecord, RecordContext, RecordLimits};
-use super::registry::{KindDescription, KindRegistry};
+use super::registry::KindRegistry;
 use super::runner::{interrupt, Outcome, RESTARTED};
 use super::scheduler::{Admission, Scheduler};
 use super::store::{memory::MemoryStore, JobStore, StoreError};
 use super::table::{JobTable, Refusal};
 use super::{EngineConfig, StartError, Subscription};
-use crate::model::{JobId, JobStatus, KindInfo, LogLine, Snapshot};
+use crate::model::{JobId, JobStatus, KindDescription, KindInfo, LogLine, Snapshot};
 
 /// How long a start waits for the store to keep the new job before it gives up.
 const START_WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -28,7 +28,7 @@
 //! use serde::Deserialize;
 //! use sse_progress::jobs::{JobError, JobParams, KindRegistry, ProgressReporter};
 //!
-//! #[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
+//! #[derive(Deserialize, serde::Serialize, schemars::JsonSchema)]
 //! #[serde(deny_unknown_fields, default)]
 //! struct Greet { times: u32 }
 //! impl Default for Greet { fn default() -> Self { Self { times: 3 } } }
@@ -68,7 +68,7 @@ mod tests;
 pub use config::EngineConfig;
 pub use engine::{CancelOutcome, JobEngine, Recovered};
 pub use error::{JobError, StartError};
-pub use registry::{JobParams, KindDescription, KindRegistry};
+pub use registry::{JobParams, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
 pub use record::JobEvent;
 pub use subscription::{Delivery, Subscription};

@@ -6,13 +6,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::{JobError, ProgressReporter};
-use crate::model::KindInfo;
+use crate::model::{KindDescription, KindInfo};
 
 /// A job's code, ready to run.
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
@@ -22,8 +22,10 @@ pub(crate) type PreparedJob = Box<dyn FnOnce(ProgressReporter) -> JobFuture + Se
 
 /// The params of a job kind: read from JSON (missing fields take their defaults, unknown
 /// fields are refused with `#[serde(deny_unknown_fields)]`), then checked. `Default` gives
-/// the defaults clients are shown, `ToSchema` the JSON Schema they are shown.
-pub trait JobParams: DeserializeOwned + Serialize + Default + ToSchema + Send + 'static {
+/// the defaults clients are shown, `JsonSchema` (derive it; `#[schemars(range(min = 1, max =
+/// 100))]` states a field's range) the JSON Schema they are shown: plain JSON Schema data,
+/// which the web layer puts into its OpenAPI document.
+pub trait JobParams: DeserializeOwned + Serialize + Default + JsonSchema + Send + 'static {
     /// Checks values that parse but are not allowed; the error names the field and its range.
     fn validate(&self) -> Result<(), String> {
         Ok(())
@@ -41,18 +43,13 @@ struct Kind {
     prepare: Box<Prepare>,
 }
 
-/// A kind as clients are told about it: what it does, and its params.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-pub struct KindDescription {
-    /// The name to start it by.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// The JSON Schema of its params object.
-    pub params_schema: Value,
-    /// The params used for every field left out.
-    pub defaults: Value,
+/// The JSON Schema of `P`, without the `$schema` marker (it is embedded in other documents).
+fn params_schema<P: JsonSchema>() -> Value {
+    let mut schema = schemars::schema_for!(P).to_value();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+    }
+    schema
 }
 
 /// Reads params from JSON, naming the field at fault when it does not fit.
@@ -167,7 +164,7 @@ impl KindRegistry {
                 Kind {
                     description,
                     resumable,
-                    params_schema: serde_json::to_value(P::schema()).unwrap_or(Value::Null),
+                    params_schema: params_schema::<P>(),
                     defaults: serde_json::to_value(P::default()).unwrap_or(Value::Null),
                     prepare: Box::new(prepare),
                 },

@@ -239,7 +239,7 @@ async fn the_checksum_job_does_real_work_and_returns_a_verified_digest(b: Backen
 }
 
 async fn a_panicking_job_fails_without_taking_the_engine_down(b: Backend) {
-    #[derive(serde::Deserialize, serde::Serialize, Default, utoipa::ToSchema)]
+    #[derive(serde::Deserialize, serde::Serialize, Default, schemars::JsonSchema)]
     struct NoParams {}
     impl JobParams for NoParams {}
     let mut kinds = builtin();

@@ -17,8 +17,8 @@ use super::events::sse_response;
 use super::extract::{ApiJson, ApiQuery};
 use super::owner::{authorize, Owner};
 use super::AppError;
-use crate::jobs::{CancelOutcome, JobEngine, KindDescription};
-use crate::model::{JobId, JobStatus, LogLine, Snapshot};
+use crate::jobs::{CancelOutcome, JobEngine};
+use crate::model::{JobId, JobStatus, KindDescription, LogLine, Snapshot};
 
 /// What `POST /api/jobs` takes.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -5,8 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{api, error, events, health, owner_events};
-use crate::jobs::KindDescription;
-use crate::model::{JobStatus, LogLevel, LogLine, Snapshot};
+use crate::model::{JobStatus, KindDescription, LogLevel, LogLine, Snapshot};
 
 /// The API's description.
 #[derive(OpenApi)]

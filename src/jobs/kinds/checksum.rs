@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::compress256;
 use sha2::digest::generic_array::GenericArray;
 
-use utoipa::ToSchema;
+use schemars::JsonSchema;
 
 use super::{check_range, hex};
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
@@ -24,17 +24,17 @@ pub const DESCRIPTION: &str =
 const STEPS: u32 = 4;
 
 /// Params of `checksum`; every field is optional.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksumParams {
     /// How much data to generate and hash, in MiB (1-4096). Default 48.
-    #[schema(minimum = 1, maximum = 4096)]
+    #[schemars(range(min = 1, max = 4096))]
     pub size_mib: u32,
     /// One chunk, in KiB (16-65536). Default 1024.
-    #[schema(minimum = 16, maximum = 65536)]
+    #[schemars(range(min = 16, max = 65536))]
     pub chunk_kib: u32,
     /// A pause after each chunk in milliseconds (0-10000), to stretch a demo. Default 40.
-    #[schema(minimum = 0, maximum = 10000)]
+    #[schemars(range(min = 0, max = 10000))]
     pub chunk_delay_ms: u64,
     /// Seed of the generated data. Default 42.
     pub seed: u64,

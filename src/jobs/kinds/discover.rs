@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
+use schemars::JsonSchema;
 
 use super::{check_range, hex};
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
@@ -21,21 +21,21 @@ pub const DESCRIPTION: &str =
 const PLAN: [&str; 3] = ["Discovering", "Processing", "Summarizing"];
 
 /// Params of `discover`; every field is optional.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscoverParams {
     /// How many files the tree holds (1-100000); the job does not know this until it has
     /// walked the tree. Default 60.
-    #[schema(minimum = 1, maximum = 100000)]
+    #[schemars(range(min = 1, max = 100000))]
     pub files: u32,
     /// Time to list one directory, in milliseconds (0-10000). Default 200.
-    #[schema(minimum = 0, maximum = 10000)]
+    #[schemars(range(min = 0, max = 10000))]
     pub dir_ms: u64,
     /// Pause after each file, in milliseconds (0-10000). Default 40.
-    #[schema(minimum = 0, maximum = 10000)]
+    #[schemars(range(min = 0, max = 10000))]
     pub file_ms: u64,
     /// Average file size in KiB (1-65536). Default 512.
-    #[schema(minimum = 1, maximum = 65536)]
+    #[schemars(range(min = 1, max = 65536))]
     pub avg_kib: u32,
     /// Seed of the tree and its contents. Default 7.
     pub seed: u64,

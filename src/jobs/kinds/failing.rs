@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use utoipa::ToSchema;
+use schemars::JsonSchema;
 
 use super::check_range;
 use crate::jobs::{JobError, JobParams, ProgressReporter};
@@ -26,17 +26,17 @@ const STEP_NAMES: [&str; 6] = [
 const TICKS_PER_STEP: u32 = 5;
 
 /// Params of `failing`; every field is optional.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FailingParams {
     /// How many steps the job has (1-6). Default 4.
-    #[schema(minimum = 1, maximum = 6)]
+    #[schemars(range(min = 1, max = 6))]
     pub steps: u32,
     /// The step it fails in (1 to `steps`). Default 3.
-    #[schema(minimum = 1, maximum = 6)]
+    #[schemars(range(min = 1, max = 6))]
     pub fail_at_step: u32,
     /// How long each step takes, in milliseconds (0-60000). Default 800.
-    #[schema(minimum = 0, maximum = 60000)]
+    #[schemars(range(min = 0, max = 60000))]
     pub step_ms: u64,
 }
 

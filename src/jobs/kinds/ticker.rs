@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use utoipa::ToSchema;
+use schemars::JsonSchema;
 
 use super::check_range;
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
@@ -16,14 +16,14 @@ pub const NAME: &str = "ticker";
 pub const DESCRIPTION: &str = "Reports N steps at a steady interval and does nothing else";
 
 /// Params of `ticker`; every field is optional.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TickerParams {
     /// How many steps (1-100000). Default 10.
-    #[schema(minimum = 1, maximum = 100000)]
+    #[schemars(range(min = 1, max = 100000))]
     pub steps: u32,
     /// Time between steps, in milliseconds (0-600000). Default 500.
-    #[schema(minimum = 0, maximum = 600000)]
+    #[schemars(range(min = 0, max = 600000))]
     pub interval_ms: u64,
 }
 
