@@ -11,7 +11,7 @@ use super::engine::Inner;
 use super::logs::JOB_SPAN;
 use super::record::JobRecord;
 use super::{JobError, ProgressReporter};
-use crate::model::JobStatus;
+use crate::model::{JobStatus, LogLevel, LogLine};
 
 /// The error of a job that was running when the server stopped.
 pub(crate) const STOPPED: &str = "The server stopped while this job ran; start it again";
@@ -68,6 +68,14 @@ impl Inner {
             let started = inner.clock.now_ms();
             if resumed {
                 record.apply(|s| s.message = "Resumed after a server restart".into());
+                record.log(LogLine {
+                    seq: 0,
+                    ts: inner.clock.now_ms(),
+                    level: LogLevel::Info,
+                    target: module_path!().into(),
+                    message: "resumed after a server restart, from its last checkpoint".into(),
+                    fields: serde_json::Map::new(),
+                });
             } else if !record.cancel.is_cancelled() {
                 reporter.mark_running();
             }

@@ -10,7 +10,7 @@ use leptos_meta::Title;
 
 use crate::components::{CancelButton, ProgressBar, StartJobForm, StatusBadge};
 use crate::hooks::{use_event_hub, HubEvent, StepInfo};
-use crate::model::{JobId, Snapshot};
+use crate::model::{JobId, JobStatus, Snapshot};
 use crate::server_fns::my_jobs;
 
 /// "just now", "42 s ago", "3 min ago", "2 h ago".
@@ -107,11 +107,12 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
     let active = Signal::derive(move || !status.get().is_some_and(|s| s.is_terminal()));
     let kind = move || state.get().map(|s| s.kind).unwrap_or_default();
     let label = move || step.get().map(|s| s.label());
-    // The latest message, or why the job failed; shown as text, never as HTML.
+    // The latest message, or why the job failed or was interrupted; shown as text, never as HTML.
     let detail = move || {
         state.get().map(|s| match s.error {
-            Some(error) => (true, error),
-            None => (false, s.message),
+            Some(error) if s.status == JobStatus::Interrupted => ("block text-amber-800 dark:text-amber-300", error),
+            Some(error) => ("block text-rose-700 dark:text-rose-300", error),
+            None => ("block truncate text-slate-500 dark:text-slate-400", s.message),
         })
     };
     let when = move || state.get().map(|s| age(now.get(), s.created)).unwrap_or_default();
@@ -131,12 +132,7 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
             <ProgressBar progress=progress status=status step=step indeterminate=measuring/>
             <p class="text-sm">
                 <span class="text-slate-700 dark:text-slate-300">{label}</span>
-                {move || detail().filter(|(_, text)| !text.is_empty()).map(|(failed, text)| {
-                    let class = if failed {
-                        "block text-rose-700 dark:text-rose-300"
-                    } else {
-                        "block truncate text-slate-500 dark:text-slate-400"
-                    };
+                {move || detail().filter(|(_, text)| !text.is_empty()).map(|(class, text)| {
                     view! { <span data-testid="job-detail" class=class>{text}</span> }
                 })}
             </p>
