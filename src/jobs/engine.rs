@@ -403,7 +403,11 @@ impl JobEngine {
         }
         inner.tasks.close();
         let stopped = tokio::time::timeout(timeout, inner.tasks.wait()).await.is_ok();
-        inner.journal.flush().await;
+        // Bounded: a store that refuses every write (a full disk) must not hang the stop. What
+        // it did not take is lost with the process, and was never shown to anyone.
+        if tokio::time::timeout(timeout.max(Duration::from_secs(1)), inner.journal.flush()).await.is_err() {
+            tracing::error!(store = %inner.store.describe(), "the job store did not take the last writes before the stop");
+        }
         stopped
     }
 

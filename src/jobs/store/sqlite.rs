@@ -242,9 +242,7 @@ impl SqliteStore {
             return Err(unusable(&self.path, format!("SQLite could not use WAL mode here (it said {mode})")));
         }
         // The background checkpointer (see `start_checkpointer`) does all the checkpoints.
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"
-        ))
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")
         .map_err(|e| self.err(&e))?;
         if tables == 0 {
             conn.execute_batch(&format!(
@@ -305,7 +303,7 @@ fn write_batch(
             row.owner.as_deref(),
             row.state.status.as_str(),
             row.state.seq,
-            encode(&*row.state)?,
+            encode(&row.state)?,
             row.checkpoint.as_ref().map(Value::to_string),
             row.cancel_requested,
             row.state.created,
@@ -341,7 +339,7 @@ fn write_batch(
         if let Some(state) = write.state.as_ref().filter(|s| rewrite_row(rows, write.id, s)) {
             let ended = state.status.is_terminal().then_some(state.ts);
             tx.prepare_cached("UPDATE jobs SET status = ?2, seq = ?3, state = ?4, ended_ms = ?5 WHERE id = ?1")?
-                .execute(params![id, state.status.as_str(), state.seq, encode(&**state)?, ended])?;
+                .execute(params![id, state.status.as_str(), state.seq, encode(state)?, ended])?;
         }
         if let Some(started) = write.started_ms {
             tx.prepare_cached("UPDATE jobs SET started_ms = COALESCE(started_ms, ?2) WHERE id = ?1")?
