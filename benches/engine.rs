@@ -3,8 +3,8 @@
 //! rate, how long a start takes to show its first event, and what it all costs in memory.
 //! Prints figures; asserts nothing about time.
 //!
-//! `cargo bench --features ssr --bench engine -- [memory|sqlite|both] [jobs] [events]`
-//! (defaults: both, 2000 jobs x 50 events for throughput; the latency phases are fixed:
+//! `cargo bench --features ssr --bench engine -- [memory|sqlite|redis|all] [jobs] [events]`
+//! (defaults: all, 2000 jobs x 50 events for throughput; the latency phases are fixed:
 //! 100 jobs x 100 events a second each = 10,000 events/s for 5 s, and 300 starts).
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sse_progress::jobs::store::memory::MemoryStore;
+use sse_progress::jobs::store::redis::RedisStore;
 use sse_progress::jobs::store::sqlite::SqliteStore;
 use sse_progress::jobs::store::JobStore;
 use sse_progress::jobs::{kinds, Delivery, EngineConfig, JobEngine, JobError, JobParams, ProgressReporter};
@@ -168,7 +169,8 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let which = args.iter().find(|a| ["memory", "sqlite", "both"].contains(&a.as_str())).cloned().unwrap_or_else(|| "both".into());
+    let which = args.iter().find(|a| ["memory", "sqlite", "redis", "all"].contains(&a.as_str())).cloned().unwrap_or_else(|| "all".into());
+    let wanted = |store: &str| which == "all" || which == store;
     let numbers: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let jobs = numbers.first().copied().unwrap_or(2000) as usize;
     let events = u32::try_from(numbers.get(1).copied().unwrap_or(50)).unwrap_or(50);
@@ -176,14 +178,33 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("a temporary folder");
     let mut figures = Vec::new();
-    if which != "sqlite" {
+    if wanted("memory") {
         figures.push(measure("memory", Arc::new(MemoryStore::new()), jobs, events).await);
     }
-    if which != "memory" {
+    if wanted("sqlite") {
         let store = SqliteStore::open(dir.path().join("bench.db")).expect("opens");
         figures.push(measure("sqlite", Arc::new(store), jobs, events).await);
         let mib = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len()) / (1024 * 1024);
         println!("sqlite file {} MiB, its WAL {} MiB", mib("bench.db"), mib("bench.db-wal"));
+    }
+    if wanted("redis") {
+        // A redis-server of the benchmark's own, on a free port, without persistence.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let mut server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/setup installs it)");
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let store = loop {
+            match RedisStore::open(&url) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        figures.push(measure("redis", Arc::new(store), jobs, events).await);
+        let _ = server.kill();
+        let _ = server.wait();
     }
 
     println!("throughput: {jobs} jobs x {events} events at once; latency: 100 jobs x 100 events/s (10,000/s); 300 starts");

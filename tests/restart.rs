@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{sqlite_store, ServerProcess};
+use common::process::{sqlite_store, RedisProcess, ServerProcess};
 use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -98,7 +98,17 @@ fn assert_contiguous(events: &[Event], from: u64) {
 #[tokio::test]
 async fn a_killed_server_loses_nothing_it_showed_and_picks_up_where_it_was() {
     let dir = tempfile::tempdir().expect("a folder");
-    let store = sqlite_store(dir.path());
+    killed_and_started_again(&sqlite_store(dir.path())).await;
+}
+
+#[tokio::test]
+async fn on_redis_too_a_killed_server_loses_nothing_and_picks_up_where_it_was() {
+    let redis = RedisProcess::start().await;
+    killed_and_started_again(&redis.url).await;
+}
+
+async fn killed_and_started_again(store: &str) {
+    let store = store.to_string();
     let server = ServerProcess::start(&store, 0).await;
     let port = server.port;
     let mut api = Client::new();

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::kinds::builtin;
 use super::store::memory::MemoryStore;
+use super::store::redis::RedisStore;
 use super::store::sqlite::SqliteStore;
 use super::store::JobStore;
 use super::*;
@@ -19,16 +20,51 @@ use crate::model::{JobId, JobStatus, Snapshot};
 pub(super) struct Backend {
     pub(super) store: Arc<dyn JobStore>,
     _dir: Option<tempfile::TempDir>,
+    _redis: Option<RedisProcess>,
 }
 
 pub(super) fn memory() -> Backend {
-    Backend { store: Arc::new(MemoryStore::new()), _dir: None }
+    Backend { store: Arc::new(MemoryStore::new()), _dir: None, _redis: None }
 }
 
 pub(super) fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let store = SqliteStore::open(dir.path().join("jobs.db")).expect("a fresh store opens");
-    Backend { store: Arc::new(store), _dir: Some(dir) }
+    Backend { store: Arc::new(store), _dir: Some(dir), _redis: None }
+}
+
+/// A `redis-server` of the test's own on a free port, without persistence, stopped when dropped.
+pub(super) struct RedisProcess(std::process::Child);
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(super) fn redis() -> Backend {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server runs (scripts/setup installs it)");
+    let process = RedisProcess(child);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match RedisStore::open(&url) {
+            Ok(store) => break store,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("redis-server on {port} did not answer within 10 s: {e}"),
+        }
+    };
+    Backend { store: Arc::new(store), _dir: None, _redis: Some(process) }
 }
 
 /// An engine on the backend's store, running what it read back.
@@ -434,7 +470,8 @@ async fn swept_jobs_leave_the_store_too(b: Backend) {
     assert!(b.store.load().expect("loads").iter().all(|(r, _)| r.id != id), "its rows are gone");
 }
 
-/// Runs each named behaviour test against every store: `memory::name` and `sqlite::name`.
+/// Runs each named behaviour test against every store: `memory_store::name`,
+/// `sqlite_store::name` and `redis_store::name` (on a `redis-server` of its own).
 macro_rules! store_suite {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         mod memory_store {
@@ -442,6 +479,9 @@ macro_rules! store_suite {
         }
         mod sqlite_store {
             $( $(#[$attr])* async fn $name() { super::$name(super::sqlite()).await } )*
+        }
+        mod redis_store {
+            $( $(#[$attr])* async fn $name() { super::$name(super::redis()).await } )*
         }
     };
 }

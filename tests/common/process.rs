@@ -111,3 +111,36 @@ impl ServerProcess {
 pub fn sqlite_store(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("jobs.db").display())
 }
+
+/// A `redis-server` of the test's own on a free port, without persistence, stopped when
+/// dropped.
+pub struct RedisProcess {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl RedisProcess {
+    /// Starts it and waits (at most 10 s) until it answers.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/setup installs it)");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "redis-server did not listen within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, url: format!("redis://127.0.0.1:{port}/0") }
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

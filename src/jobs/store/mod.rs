@@ -4,7 +4,8 @@
 //! The engine owns this interface; each backend lives in its own module and the rest of the
 //! engine only ever holds an `Arc<dyn JobStore>`:
 //! - [`memory`]: kept in this process (tests, and people who want nothing on disk);
-//! - [`sqlite`]: one file, the zero-setup default.
+//! - [`sqlite`]: one file, the zero-setup default;
+//! - [`redis`]: a Redis server (one instance per database until leases arrive).
 //!
 //! # The promises every backend keeps
 //! - One [`Batch`] is one transaction: all of it is kept, or none of it.
@@ -17,6 +18,7 @@
 //! - Owners are stored as the web layer gives them (a hash of the token, never the token).
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -111,7 +113,7 @@ pub enum StoreError {
     /// `SSE_PROGRESS_STORE` names no known backend.
     #[error(
         "SSE_PROGRESS_STORE={0:?} is not a store this server knows; use sqlite:PATH (the default \
-         is sqlite:{default}) or memory",
+         is sqlite:{default}), redis://HOST:PORT/DB or memory",
         default = DEFAULT_SQLITE_PATH
     )]
     UnknownScheme(String),
@@ -140,6 +142,14 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A store server cannot be reached.
+    #[error("cannot reach the job store at {url}: {reason}; check that it runs and that SSE_PROGRESS_STORE points at it")]
+    Unreachable {
+        /// Where it was looked for (without any password).
+        url: String,
+        /// What the connection said.
         reason: String,
     },
     /// The disk is full.
@@ -183,12 +193,13 @@ pub trait JobStore: Send + Sync + 'static {
 }
 
 /// Opens the store `spec` names (the value of `SSE_PROGRESS_STORE`; `None` for the default):
-/// `sqlite:PATH`, `sqlite://PATH` or `memory`.
+/// `sqlite:PATH`, `sqlite://PATH`, `redis://HOST:PORT/DB` or `memory`.
 pub fn open(spec: Option<&str>) -> Result<Arc<dyn JobStore>, StoreError> {
     let spec = spec.map(str::trim).filter(|s| !s.is_empty());
     match spec {
         None => Ok(Arc::new(sqlite::SqliteStore::open(DEFAULT_SQLITE_PATH)?)),
         Some("memory") => Ok(Arc::new(memory::MemoryStore::new())),
+        Some(s) if s.starts_with("redis://") || s.starts_with("redis+unix://") => Ok(Arc::new(redis::RedisStore::open(s)?)),
         Some(s) => match s.strip_prefix("sqlite:") {
             Some(path) => {
                 let path = path.strip_prefix("//").unwrap_or(path);
