@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::disk::SmallDisk;
 use common::process::{sqlite_store, ServerProcess};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -26,27 +27,10 @@ async fn wait_ready(server: &ServerProcess, status: u16, secs: u64) -> Value {
 
 #[tokio::test]
 async fn a_full_disk_makes_the_server_not_ready_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("a folder");
-    let mount = dir.path().join("small");
-    std::fs::create_dir(&mount).expect("a mount point");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mount)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("a_full_disk_makes_the_server_not_ready_and_loses_nothing: not run, this user cannot mount a small tmpfs");
+    let Some(disk) = SmallDisk::mount("4m", "a_full_disk_makes_the_server_not_ready_and_loses_nothing") else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mount.clone());
-
-    let server = ServerProcess::start(&sqlite_store(&mount), 0).await;
+    };
+    let server = ServerProcess::start(&sqlite_store(disk.path()), 0).await;
     wait_ready(&server, 200, 10).await;
     let client = reqwest::Client::new();
     let started: Value = client
@@ -61,17 +45,7 @@ async fn a_full_disk_makes_the_server_not_ready_and_loses_nothing() {
     let (id, token) = (started["id"].as_str().expect("id"), started["owner_token"].as_str().expect("token"));
 
     // Fill the disk to the last byte.
-    let filler = mount.join("filler");
-    let mut chunk = vec![0u8; 64 * 1024];
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&filler).expect("created");
-        while !chunk.is_empty() {
-            if file.write_all(&chunk).is_err() {
-                chunk.truncate(chunk.len() / 2);
-            }
-        }
-    }
+    let filler = disk.fill();
     let not_ready = wait_ready(&server, 503, 30).await;
     assert!(not_ready["reason"].as_str().expect("a reason").contains("full"), "{not_ready}");
     let health = reqwest::get(server.url("/healthz")).await.expect("request");

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::disk::SmallDisk;
 use common::process::{sqlite_store, ServerProcess, StartFailure};
 
 async fn refused(store: &str) -> StartFailure {
@@ -75,29 +76,8 @@ async fn a_file_that_is_not_a_job_store_is_left_alone() {
 
 #[tokio::test]
 async fn a_full_disk_is_told_at_start_up() {
-    let dir = tempfile::tempdir().expect("a folder");
-    let mount = dir.path().join("small");
-    std::fs::create_dir(&mount).expect("a mount point");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mount)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // A tiny file system needs root (CI and these machines run as root).
-        eprintln!("a_full_disk_is_told_at_start_up: not run, this user cannot mount a small tmpfs");
-        return;
-    }
-    // Fill it to the last byte.
-    let filler = mount.join("filler");
-    let mut size = 256 * 1024;
-    while size > 0 {
-        if std::fs::write(&filler, vec![0u8; size]).is_ok() {
-            break;
-        }
-        size -= 4096;
-    }
-    let failure = refused(&sqlite_store(&mount)).await;
-    let _ = std::process::Command::new("umount").arg(&mount).status();
+    let Some(disk) = SmallDisk::mount("256k", "a_full_disk_is_told_at_start_up") else { return };
+    disk.fill();
+    let failure = refused(&sqlite_store(disk.path())).await;
     assert_clear(&failure, &["is full", "free some space"]);
 }

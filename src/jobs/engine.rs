@@ -129,19 +129,21 @@ impl JobEngine {
         let mut found = Recovered { jobs: loaded.len(), ..Recovered::default() };
         let mut to_run = Vec::new();
         for (row, events) in loaded {
-            let record = JobRecord::restore(&row, events, self.record_context(), inner.shutdown.child_token());
+            let (id, status, cancel_requested) = (row.id, row.state.status, row.cancel_requested);
+            let resumable = inner.kinds.is_resumable(&row.kind);
+            let record = JobRecord::restore(row, events, self.record_context(), inner.shutdown.child_token());
             inner.table.insert(record.clone());
-            match row.state.status {
-                JobStatus::Pending | JobStatus::Running if row.cancel_requested => {
+            match status {
+                JobStatus::Pending | JobStatus::Running if cancel_requested => {
                     inner.finish(&record, Outcome::Cancelled, Duration::ZERO);
                 }
                 JobStatus::Pending => {
                     found.queued += 1;
-                    to_run.push((row.id, false));
+                    to_run.push((id, false));
                 }
-                JobStatus::Running if inner.kinds.is_resumable(&row.kind) => {
+                JobStatus::Running if resumable => {
                     found.resumed += 1;
-                    to_run.push((row.id, true));
+                    to_run.push((id, true));
                 }
                 JobStatus::Running => {
                     found.interrupted += 1;

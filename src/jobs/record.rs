@@ -146,35 +146,42 @@ impl JobRecord {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let first = Arc::new(Snapshot::pending(id, kind, ctx.clock.now_ms()));
-        let mut log = VecDeque::with_capacity(ctx.limits.replay_capacity.clamp(1, 64));
-        log.push_back(JobEvent::State(first.clone()));
-        Self::build(id, kind, params, owner, ctx, cancel, RecordState {
-            current: first,
-            published: None,
-            log,
-            log_lines: 0,
-            log_bytes: 0,
-            logs_dropped: 0,
-            drop_told_at: None,
+        let row = JobRow {
+            id,
+            kind: kind.to_string(),
+            params,
+            owner,
+            state: first.clone(),
+            checkpoint: None,
+            cancel_requested: false,
             started_ms: None,
             ended_ms: None,
-            checkpoint: None,
-        })
+        };
+        Self::from_row(row, vec![JobEvent::State(first)], false, ctx, cancel)
     }
 
     /// A job read back from the store, as it was written.
-    pub(crate) fn restore(row: &JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
-        let capacity = ctx.limits.replay_capacity.max(1);
-        let skip = events.len().saturating_sub(capacity);
+    pub(crate) fn restore(row: JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+        Self::from_row(row, events, true, ctx, cancel)
+    }
+
+    /// A record of `row` and its newest `events`; `stored` says whether they are in the store
+    /// already (then they are shown at once).
+    fn from_row(row: JobRow, events: Vec<JobEvent>, stored: bool, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+        let ctx = RecordContext {
+            limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
+            ..ctx
+        };
+        let skip = events.len().saturating_sub(ctx.limits.replay_capacity);
         let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
         let lines = log.iter().filter_map(|e| match e {
             JobEvent::Log(l) => Some(line_size(l)),
             JobEvent::State(_) => None,
         });
         let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
-        let record = Self::build(row.id, &row.kind, row.params.clone(), row.owner.clone(), ctx, cancel, RecordState {
+        let state = RecordState {
             current: row.state.clone(),
-            published: Some(row.state.clone()),
+            published: stored.then(|| row.state.clone()),
             log,
             log_lines,
             log_bytes,
@@ -182,33 +189,16 @@ impl JobRecord {
             drop_told_at: None,
             started_ms: row.started_ms,
             ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
-            checkpoint: row.checkpoint.clone(),
-        });
-        record.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
-        record
-    }
-
-    fn build(
-        id: JobId,
-        kind: &str,
-        params: Value,
-        owner: Option<Arc<str>>,
-        ctx: RecordContext,
-        cancel: CancellationToken,
-        state: RecordState,
-    ) -> Arc<Self> {
-        let ctx = RecordContext {
-            limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
-            ..ctx
+            checkpoint: row.checkpoint,
         };
         let (seq_tx, _) = watch::channel(state.published_seq());
         Arc::new(Self {
-            id,
-            kind: Arc::from(kind),
-            params,
-            owner,
+            id: row.id,
+            kind: Arc::from(row.kind),
+            params: row.params,
+            owner: row.owner,
             cancel,
-            cancel_requested: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(row.cancel_requested),
             state: Mutex::new(state),
             seq_tx,
             ctx,

@@ -214,8 +214,11 @@ fn damaged(what: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{what} cannot be read: {reason}"))
 }
 
+/// A stream's entries as read back: (entry id, fields).
+type Entries = Vec<(String, HashMap<String, String>)>;
+
 /// One job read back from its hash and its stream.
-fn read_job(id: JobId, hash: &HashMap<String, String>, entries: &[(String, HashMap<String, String>)]) -> Result<LoadedJob, StoreError> {
+fn read_job(id: JobId, hash: &HashMap<String, String>, entries: &Entries) -> Result<LoadedJob, StoreError> {
     let what = format!("job {id}");
     let field = |name: &str| hash.get(name).map(String::as_str);
     let state: Snapshot = serde_json::from_str(field("state").unwrap_or_default()).map_err(|e| damaged(&what, e))?;
@@ -268,7 +271,7 @@ impl JobStore for RedisStore {
         let mut jobs = Vec::with_capacity(ids.len());
         for text in ids {
             let id: JobId = text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))?;
-            let (hash, entries): (HashMap<String, String>, Vec<(String, HashMap<String, String>)>) = self.with(|conn| {
+            let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
                 redis::pipe()
                     .hgetall(format!("{PREFIX}job:{id}"))
                     .cmd("XRANGE")

@@ -67,11 +67,14 @@ const WAL_RESTART_PAGES: i64 = 32_768;
 /// did not change; between rewrites the newest state is read back from its events.
 const ROW_REWRITE_EVERY_MS: u64 = 1_000;
 
+/// What a job's row holds: the status and time (ms) of its state.
+type RowStamp = (crate::model::JobStatus, u64);
+
 /// The writer's connection, and when each running job's row was last rewritten.
 struct Writer {
     conn: Connection,
-    /// Job -> the status and time (ms) of the state its row holds.
-    rows: HashMap<JobId, (crate::model::JobStatus, u64)>,
+    /// Job -> what its row holds; only running jobs (an ended job's row is final).
+    rows: HashMap<JobId, RowStamp>,
 }
 
 /// Jobs kept in one SQLite file.
@@ -273,24 +276,20 @@ fn event_json(event: &JobEvent) -> Result<(bool, String), StoreError> {
 
 /// Whether a job's row should be rewritten with `state` now: on every change of status, and
 /// at most every [`ROW_REWRITE_EVERY_MS`] otherwise (the events hold the states in between).
-fn rewrite_row(rows: &mut HashMap<JobId, (crate::model::JobStatus, u64)>, id: JobId, state: &Snapshot) -> bool {
-    let due = match rows.get(&id) {
-        Some((status, at)) => *status != state.status || state.ts.saturating_sub(*at) >= ROW_REWRITE_EVERY_MS,
-        None => true,
-    };
-    if state.status.is_terminal() {
-        rows.remove(&id);
-    } else if due {
-        rows.insert(id, (state.status, state.ts));
-    }
-    due
+fn row_due(rows: &HashMap<JobId, RowStamp>, id: JobId, state: &Snapshot) -> bool {
+    rows.get(&id).is_none_or(|(status, at)| {
+        *status != state.status || state.ts.saturating_sub(*at) >= ROW_REWRITE_EVERY_MS
+    })
 }
 
+/// Writes `batch`; returns the row stamps it changed (`None`: forget the job's stamp), for the
+/// caller to apply once the transaction has committed.
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
     batch: &Batch,
-    rows: &mut HashMap<JobId, (crate::model::JobStatus, u64)>,
-) -> Result<(), rusqlite::Error> {
+    rows: &HashMap<JobId, RowStamp>,
+) -> Result<Vec<(JobId, Option<RowStamp>)>, rusqlite::Error> {
+    let mut stamps = Vec::new();
     for row in &batch.created {
         tx.prepare_cached(
             "INSERT INTO jobs (id, kind, params, owner, status, seq, state, checkpoint, cancel_requested, created_ms)
@@ -336,8 +335,9 @@ fn write_batch(
             tx.prepare_cached("DELETE FROM events WHERE job = ?1 AND seq <= ?2")?
                 .execute(params![id, write.forget_through])?;
         }
-        if let Some(state) = write.state.as_ref().filter(|s| rewrite_row(rows, write.id, s)) {
+        if let Some(state) = write.state.as_ref().filter(|s| row_due(rows, write.id, s)) {
             let ended = state.status.is_terminal().then_some(state.ts);
+            stamps.push((write.id, ended.is_none().then_some((state.status, state.ts))));
             tx.prepare_cached("UPDATE jobs SET status = ?2, seq = ?3, state = ?4, ended_ms = ?5 WHERE id = ?1")?
                 .execute(params![id, state.status.as_str(), state.seq, encode(state)?, ended])?;
         }
@@ -354,12 +354,12 @@ fn write_batch(
         }
     }
     for id in &batch.removed {
-        rows.remove(id);
+        stamps.push((*id, None));
         let id = id.to_string();
         tx.prepare_cached("DELETE FROM events WHERE job = ?1")?.execute([&id])?;
         tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute([&id])?;
     }
-    Ok(())
+    Ok(stamps)
 }
 
 /// A row's state brought up to date from the job's kept events: a running job's row is only
@@ -405,11 +405,15 @@ impl JobStore for SqliteStore {
         }
         let mut writer = self.lock();
         let Writer { conn, rows } = &mut *writer;
-        let mut written = rows.clone();
         let tx = conn.transaction().map_err(|e| self.err(&e))?;
-        write_batch(&tx, batch, &mut written).map_err(|e| self.err(&e))?;
+        let stamps = write_batch(&tx, batch, rows).map_err(|e| self.err(&e))?;
         tx.commit().map_err(|e| self.err(&e))?;
-        *rows = written;
+        for (id, stamp) in stamps {
+            match stamp {
+                Some(stamp) => rows.insert(id, stamp),
+                None => rows.remove(&id),
+            };
+        }
         Ok(())
     }
 
