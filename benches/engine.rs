@@ -92,7 +92,7 @@ fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
 
 /// Follows a job to its end; the latencies (µs) of the `stamp` messages it saw.
 async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> Vec<u64> {
-    let mut sub = engine.subscribe(id, None).expect("kept");
+    let mut sub = engine.subscribe(id, None).await.expect("kept");
     let mut latencies = Vec::new();
     while let Some(delivery) = sub.next().await {
         let now = micros_since_base();
@@ -147,7 +147,7 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
     for _ in 0..300 {
         let t = Instant::now();
         let id = engine.start("stamp", json!({"events": 1, "interval_us": 0})).await.expect("starts");
-        let mut sub = engine.subscribe(id, None).expect("kept");
+        let mut sub = engine.subscribe(id, None).await.expect("kept");
         sub.next().await.expect("a first event");
         firsts.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
     }

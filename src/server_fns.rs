@@ -66,15 +66,15 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
         return Ok(None);
     };
     let engine = engine()?;
-    if crate::server::owner::authorize(&engine, &owner()?, id).is_err() {
+    if crate::server::owner::authorize(&engine, &owner()?, id).await.is_err() {
         return Ok(None);
     }
     // The lines first: the state read after them is at least as new, so resuming after the
     // state's `seq` misses nothing.
-    let Some((lines, _)) = engine.log_lines(id, 0) else {
+    let Some((lines, _)) = engine.log_lines(id, 0).await else {
         return Ok(None);
     };
-    let Some(state) = engine.snapshot(id) else {
+    let Some(state) = engine.snapshot(id).await else {
         return Ok(None);
     };
     let skip = lines.len().saturating_sub(PAGE_LOG_LINES);
@@ -88,7 +88,7 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
 #[server(endpoint = "my_jobs")]
 pub async fn my_jobs() -> Result<Vec<Snapshot>, ServerFnError> {
     let owner = owner()?;
-    Ok(engine()?.jobs_of(&owner.key).iter().map(|s| Snapshot::clone(s)).collect())
+    Ok(engine()?.jobs_of(&owner.key).await.iter().map(|s| Snapshot::clone(s)).collect())
 }
 
 /// The kinds a person may start.

@@ -93,7 +93,7 @@ async fn the_exit_code_says_how_the_job_ended() {
     let url = format!("{server}/jobs/{id}");
     let watcher = tokio::spawn(async move { cli(&["watch", &url]).await });
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    app.engine.cancel(id.parse().expect("id"));
+    app.engine.cancel(id.parse().expect("id")).await;
     let cancelled = watcher.await.expect("watcher");
     assert_eq!(cancelled.status.code(), Some(3), "{}", String::from_utf8_lossy(&cancelled.stderr));
 

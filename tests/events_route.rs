@@ -191,6 +191,6 @@ async fn shutdown_ends_open_streams_promptly_and_stops_running_jobs() {
         .expect("server task")
         .expect("server ran cleanly");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let state = app.engine.snapshot(id.parse().expect("id")).expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert_eq!(state.status.as_str(), "interrupted", "the running job was told to stop, and says why it ended");
 }

@@ -54,7 +54,7 @@ async fn another_owner_gets_404_on_every_view_of_a_job() {
     let page = other.get(app.url(&format!("/jobs/{id}"))).send().await.expect("page");
     assert_eq!(page.status(), 404);
     assert!(page.text().await.expect("html").contains("No such job"));
-    let state = app.engine.snapshot(id.parse().expect("id")).expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert!(!state.status.is_terminal(), "the other owner could not cancel it");
 }
 

@@ -22,7 +22,7 @@ async fn a_job_page_loaded_mid_job_renders_the_current_state_in_its_first_html()
     let app = TestApp::spawn().await;
     let id = app.start("ticker", json!({"steps": 10, "interval_ms": 100})).await;
     let job_id = id.parse().expect("id");
-    while app.engine.snapshot(job_id).expect("kept").progress < 30.0 {
+    while app.engine.snapshot(job_id).await.expect("kept").progress < 30.0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let response = app.client.get(app.url(&format!("/jobs/{id}"))).send().await.expect("page");
@@ -61,7 +61,7 @@ async fn the_start_form_works_as_a_plain_html_form() {
     assert_eq!(response.status(), 302);
     let location = response.headers()["location"].to_str().expect("text").to_string();
     let id = location.strip_prefix("/jobs/").expect("a job page");
-    let state = app.engine.snapshot(id.parse().expect("an id")).expect("the job exists");
+    let state = app.engine.snapshot(id.parse().expect("an id")).await.expect("the job exists");
     assert_eq!(state.kind, "ticker");
 
     let page = app.client.get(app.url(&location)).send().await.expect("page");

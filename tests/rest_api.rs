@@ -138,7 +138,7 @@ async fn a_dropped_synchronous_stream_reattaches_with_no_gap_and_the_job_goes_on
     let id = data(&first[0])["id"].as_str().expect("id").to_string();
     let seen = first.last().expect("events").id.clone();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let job = app.engine.snapshot(id.parse().expect("id")).expect("kept");
+    let job = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert_eq!(job.status.as_str(), "running", "disconnecting did not cancel the job");
 
     let (rest, _) = read_events(app.events(&id, Some(&seen), "").await, usize::MAX).await;

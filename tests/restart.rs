@@ -3,97 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::client::{assert_contiguous, drain, seq_of, Client};
 use common::process::{sqlite_store, RedisProcess, ServerProcess};
-use eventsource_stream::{Event, Eventsource};
+use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde_json::{json, Value};
-
-/// A client of one owner: its bearer token from the first start.
-struct Client {
-    http: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Client {
-    fn new() -> Self {
-        Self { http: reqwest::Client::new(), token: None }
-    }
-
-    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    async fn start(&mut self, server: &ServerProcess, kind: &str, params: Value) -> String {
-        let response = self
-            .auth(self.http.post(server.url("/api/jobs")))
-            .json(&json!({"kind": kind, "params": params}))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status(), 202, "{kind} starts");
-        let body: Value = response.json().await.expect("json");
-        if let Some(token) = body["owner_token"].as_str() {
-            self.token = Some(token.to_string());
-        }
-        body["id"].as_str().expect("an id").to_string()
-    }
-
-    async fn job(&self, server: &ServerProcess, id: &str) -> (u16, Value) {
-        let response = self.auth(self.http.get(server.url(&format!("/api/jobs/{id}")))).send().await.expect("request");
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn events(&self, server: &ServerProcess, id: &str, after: Option<u64>) -> reqwest::Response {
-        let mut request = self.auth(self.http.get(server.url(&format!("/api/jobs/{id}/events"))));
-        if let Some(after) = after {
-            request = request.header("Last-Event-ID", after.to_string());
-        }
-        let response = request.send().await.expect("request");
-        assert_eq!(response.status(), 200);
-        response
-    }
-
-    /// Waits (at most 30 s) until the job's status is `status`.
-    async fn wait_for(&self, server: &ServerProcess, id: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (code, job) = self.job(server, id).await;
-            assert_eq!(code, 200, "{job}");
-            if job["status"] == status {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "job {id} never became {status}: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Every event of a stream until it ends (or breaks), without the `retry:` hint.
-async fn drain(response: reqwest::Response) -> Vec<Event> {
-    let mut stream = response.bytes_stream().eventsource();
-    let mut events = Vec::new();
-    while let Ok(Some(Ok(event))) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-        if !event.event.is_empty() {
-            events.push(event);
-        }
-    }
-    events
-}
-
-fn seq_of(event: &Event) -> u64 {
-    event.id.parse().expect("a numeric id")
-}
-
-fn assert_contiguous(events: &[Event], from: u64) {
-    let seqs: Vec<u64> = events.iter().filter(|e| e.event != "end").map(seq_of).collect();
-    let expected: Vec<u64> = (from..from + seqs.len() as u64).collect();
-    assert_eq!(seqs, expected, "no gap, no duplicate, in order");
-}
+use serde_json::Value;
+use serde_json::json;
 
 #[tokio::test]
 async fn a_killed_server_loses_nothing_it_showed_and_picks_up_where_it_was() {

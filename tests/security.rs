@@ -79,7 +79,7 @@ async fn other_sites_cannot_start_or_cancel_jobs() {
 
     let cancel = app.client.delete(app.url(&format!("/api/jobs/{id}"))).header("sec-fetch-site", "cross-site").send().await.expect("delete");
     assert_eq!(cancel.status(), 403);
-    let state = app.engine.snapshot(id.parse().expect("id")).expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert!(!state.status.is_terminal(), "the job goes on");
     // Reading is not changing: a cross-site GET is answered (CORS keeps its body from other pages).
     let read = app.client.get(app.url(&format!("/api/jobs/{id}"))).header("sec-fetch-site", "cross-site").send().await.expect("get");

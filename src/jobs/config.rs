@@ -34,6 +34,13 @@ pub struct EngineConfig {
     /// How long a job may keep running after it was told to stop before it is aborted.
     /// Default: 5 seconds.
     pub cancel_grace: Duration,
+    /// With a store several instances share: how long a running job's lease lasts without
+    /// renewal (renewed five times as often). An instance that dies is noticed this long after
+    /// its last renewal, and its jobs are taken over. Default: 10 seconds.
+    pub lease: Duration,
+    /// With a store several instances share: this instance's name in leases and logs. Default:
+    /// the host name, the process id and a random suffix (unique per process).
+    pub instance: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +56,8 @@ impl Default for EngineConfig {
             max_running: 64,
             max_queued: 1_000,
             cancel_grace: Duration::from_secs(5),
+            lease: Duration::from_secs(10),
+            instance: None,
         }
     }
 }

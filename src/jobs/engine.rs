@@ -1,6 +1,7 @@
 //! The engine: starts jobs, keeps them in its store for their retention period, hands out
 //! snapshots and subscriptions, picks up what a previous process left, and stops everything
-//! at shutdown.
+//! at shutdown. With a store several instances share, admission, the queue and leases are the
+//! store's (see `cluster`), and any instance serves any job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::clock::Clock;
+use super::cluster::{blocking, Cluster, Taken};
 use super::journal::Journal;
 use super::logs::JobLogLayer;
 use super::record::{JobRecord, RecordContext, RecordLimits};
 use super::registry::KindRegistry;
 use super::runner::{interrupt, Outcome, RESTARTED};
 use super::scheduler::{Admission, Scheduler};
+use super::store::shared::{Admitted, Bounds, CancelReply, Claimed, Refused};
 use super::store::{memory::MemoryStore, JobStore, StoreError};
 use super::table::{JobTable, Refusal};
 use super::{EngineConfig, StartError, Subscription};
@@ -44,6 +47,11 @@ pub(crate) struct Inner {
     /// Jobs read back from the store that are to run: (id, resumed), until
     /// [`JobEngine::start_recovered`].
     recovered: std::sync::Mutex<Vec<(JobId, bool)>>,
+    /// With a shared store: this instance's part in it.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    /// With a shared store: jobs whose lease had expired, taken at start-up, until
+    /// [`JobEngine::start_recovered`].
+    reaped: std::sync::Mutex<Vec<Claimed>>,
 }
 
 /// What asking a job to stop did.
@@ -73,10 +81,10 @@ impl JobEngine {
     pub fn new(config: EngineConfig, kinds: KindRegistry) -> Self {
         let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
         let journal = Journal::start(store.clone());
-        Self::assemble(config, kinds, store, journal)
+        Self::assemble(config, kinds, store, journal, None)
     }
 
-    fn assemble(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>, journal: Journal) -> Self {
+    fn assemble(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>, journal: Journal, cluster: Option<Arc<Cluster>>) -> Self {
         let engine = Self {
             inner: Arc::new(Inner {
                 scheduler: Scheduler::new(config.max_running, config.max_queued),
@@ -89,6 +97,8 @@ impl JobEngine {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 recovered: std::sync::Mutex::new(Vec::new()),
+                cluster,
+                reaped: std::sync::Mutex::new(Vec::new()),
             }),
         };
         engine.spawn_sweeper();
@@ -102,27 +112,80 @@ impl JobEngine {
     /// subscriber (with [`log_layer`](Self::log_layer)) is installed, so their log lines
     /// reach their viewers. Must be called inside a Tokio runtime; reads the store (blocking,
     /// start-up only).
+    ///
+    /// With a store several instances share, nothing is read up front: jobs are looked up when
+    /// asked for, waiting ones are claimed as slots free up, and running ones whose lease
+    /// expired (their instance died) are taken over now and, from
+    /// [`start_recovered`](Self::start_recovered) on, whenever that happens.
     pub fn open(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>) -> Result<(Self, Recovered), StoreError> {
+        if let Some(shared) = store.clone().shared() {
+            let bounds = Bounds {
+                max_running: config.max_running.max(1),
+                max_queued: config.max_queued,
+                max_active_per_owner: config.max_active_per_owner,
+                max_jobs: config.max_jobs.max(1),
+                lease: config.lease,
+            };
+            let instance = config.instance.clone().unwrap_or_else(default_instance_name);
+            let counts = shared.counts()?;
+            let reaped = shared.reap(&instance, &bounds)?;
+            let cluster = Arc::new(Cluster::new(shared, bounds, instance));
+            let journal = Journal::start(store.clone());
+            let engine = Self::assemble(config, kinds, store, journal, Some(cluster.clone()));
+            let mut found = Recovered {
+                jobs: usize::try_from(counts.jobs).unwrap_or(usize::MAX),
+                queued: usize::try_from(counts.queued).unwrap_or(usize::MAX),
+                ..Recovered::default()
+            };
+            for claimed in &reaped {
+                match claimed.job.0.state.status {
+                    JobStatus::Running if claimed.job.0.cancel_requested => {}
+                    JobStatus::Running if engine.inner.kinds.is_resumable(&claimed.job.0.kind) => found.resumed += 1,
+                    JobStatus::Running => found.interrupted += 1,
+                    _ => found.queued += 1,
+                }
+            }
+            *engine.inner.reaped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = reaped;
+            tracing::info!(store = %engine.inner.store.describe(), instance = %cluster.instance, jobs = found.jobs,
+                queued = found.queued, resumed = found.resumed, interrupted = found.interrupted, "joined the shared store");
+            return Ok((engine, found));
+        }
         let loaded = store.load()?;
         let journal = Journal::start(store.clone());
-        let engine = Self::assemble(config, kinds, store, journal);
+        let engine = Self::assemble(config, kinds, store, journal, None);
         let recovered = engine.recover(loaded);
         Ok((engine, recovered))
     }
 
     fn record_context(&self) -> RecordContext {
-        let config = &self.inner.config;
+        self.inner.record_context()
+    }
+}
+
+/// `host-pid-xxxx`: unique per process, and says where to look.
+fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "instance".to_string() } else { host };
+    let suffix = &JobId::new_random().to_string()[..4];
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+impl Inner {
+    pub(crate) fn record_context(&self) -> RecordContext {
+        let config = &self.config;
         RecordContext {
             limits: RecordLimits {
                 replay_capacity: config.replay_capacity,
                 max_log_lines: config.max_log_lines,
                 max_log_bytes: config.max_log_bytes,
             },
-            journal: self.inner.journal.clone(),
-            clock: self.inner.clock,
+            journal: self.journal.clone(),
+            clock: self.clock,
         }
     }
+}
 
+impl JobEngine {
     /// Takes in what the store held and decides what becomes of each job.
     fn recover(&self, loaded: Vec<super::store::LoadedJob>) -> Recovered {
         let inner = &self.inner;
@@ -164,6 +227,15 @@ impl JobEngine {
     /// their old order as slots free up. Returns how many were handed on.
     pub fn start_recovered(&self) -> usize {
         let inner = &self.inner;
+        if inner.cluster.is_some() {
+            let reaped = std::mem::take(&mut *inner.reaped.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let count = reaped.len();
+            for claimed in reaped {
+                inner.take(claimed);
+            }
+            inner.start_cluster_loops();
+            return count;
+        }
         let jobs = std::mem::take(&mut *inner.recovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let count = jobs.len();
         let (resumed, waiting): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, resumed)| *resumed);
@@ -190,8 +262,8 @@ impl JobEngine {
 
     /// The log lines of a job still kept after sequence `after`, and how many it dropped.
     /// `None` for an unknown job.
-    pub fn log_lines(&self, id: JobId, after: u64) -> Option<(Vec<Arc<LogLine>>, u64)> {
-        self.inner.table.get(id).map(|r| r.log_lines_after(after))
+    pub async fn log_lines(&self, id: JobId, after: u64) -> Option<(Vec<Arc<LogLine>>, u64)> {
+        self.inner.find(id).await.map(|r| r.log_lines_after(after))
     }
 
     /// The kinds this engine can run.
@@ -241,6 +313,9 @@ impl JobEngine {
 
         let id = JobId::new_random();
         let record = JobRecord::new(id, name, params, owner.map(Arc::from), self.record_context(), inner.shutdown.child_token());
+        if let Some(cluster) = &inner.cluster {
+            return self.start_shared(cluster.clone(), record).await;
+        }
         let config = &inner.config;
         match inner.table.insert_checked(record.clone(), config.max_jobs, config.max_active_per_owner) {
             Ok(evicted) => inner.journal.remove(evicted.into_iter().collect()),
@@ -259,10 +334,10 @@ impl JobEngine {
             Admission::Queued => tracing::info!(%id, kind = name, "job queued"),
         }
         let mut published = record.watch();
-        let stored = tokio::time::timeout(START_WRITE_TIMEOUT, published.wait_for(|seq| *seq >= 1)).await;
-        if !matches!(stored, Ok(Ok(_))) {
+        let stored = matches!(tokio::time::timeout(START_WRITE_TIMEOUT, published.wait_for(|seq| *seq >= 1)).await, Ok(Ok(_)));
+        if !stored {
             // Not kept in time: it must not run later behind the client's back.
-            self.cancel(id);
+            self.cancel(id).await;
             let why = inner.journal.healthy().err().unwrap_or_else(|| "it did not answer in time".into());
             return Err(StartError::StoreUnavailable { reason: why });
         }
@@ -272,16 +347,87 @@ impl JobEngine {
         Ok(id)
     }
 
+    /// Admits a new job through the shared store: it runs here, or waits in the shared queue.
+    async fn start_shared(&self, cluster: Arc<Cluster>, record: Arc<JobRecord>) -> Result<JobId, StartError> {
+        let inner = &self.inner;
+        let id = record.id;
+        let (row, _) = record.first_event();
+        let (shared, instance, bounds) = (cluster.shared.clone(), cluster.instance.clone(), cluster.bounds);
+        let mut call = tokio::task::spawn_blocking(move || shared.admit(&instance, &row, &bounds));
+        let admission = match tokio::time::timeout(START_WRITE_TIMEOUT, &mut call).await {
+            Ok(Ok(Ok(admission))) => admission,
+            Ok(Ok(Err(error))) => return Err(StartError::StoreUnavailable { reason: error.to_string() }),
+            Ok(Err(error)) => return Err(StartError::StoreUnavailable { reason: format!("the store call stopped: {error}") }),
+            Err(_) => {
+                // It may be admitted after all: it must not run behind the client's back.
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(admission)) = call.await {
+                        if admission.decision.is_ok() {
+                            engine.cancel(id).await;
+                        }
+                    }
+                });
+                return Err(StartError::StoreUnavailable { reason: "it did not answer in time".into() });
+            }
+        };
+        for evicted in admission.evicted {
+            inner.table.remove(evicted);
+        }
+        let config = &inner.config;
+        let token = match admission.decision {
+            Err(Refused::OwnerLimit) => return Err(StartError::OwnerLimit { limit: config.max_active_per_owner }),
+            Err(Refused::QueueFull) => return Err(StartError::QueueFull { running: bounds.max_running, queued: bounds.max_queued }),
+            Err(Refused::Full) => return Err(StartError::AtCapacity { limit: config.max_jobs }),
+            Ok(Admitted::Run(token)) => token,
+            Ok(Admitted::Queued) => 0,
+        };
+        record.admitted(token);
+        inner.table.insert_or_get(record.clone());
+        if token == 0 {
+            tracing::info!(%id, kind = %record.kind, "job queued");
+        } else {
+            cluster.hold(id, token);
+            inner.scheduler.occupy();
+            inner.launch(id, false);
+        }
+        if let Some(owner) = &record.owner {
+            inner.table.announce(owner);
+        }
+        Ok(id)
+    }
+
     /// The jobs `owner` has (started with [`start_for`](Self::start_for) and still kept), newest
     /// first.
-    pub fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
-        let mut jobs: Vec<Arc<Snapshot>> = self
-            .inner
-            .table
-            .of_owner(owner)
-            .iter()
-            .filter_map(|r| self.visible(r))
-            .collect();
+    pub async fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
+        let inner = &self.inner;
+        let records = match &inner.cluster {
+            None => inner.table.of_owner(owner),
+            Some(cluster) => {
+                let (shared, key) = (cluster.shared.clone(), owner.to_string());
+                match blocking(move || shared.owner_jobs(&key)).await {
+                    Ok(ids) => {
+                        let mut records = Vec::with_capacity(ids.len());
+                        for id in ids {
+                            if let Some(record) = inner.find(id).await {
+                                records.push(record);
+                            }
+                        }
+                        records
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not list an owner's jobs in the store; showing those known here");
+                        inner.table.of_owner(owner)
+                    }
+                }
+            }
+        };
+        let mut jobs = Vec::with_capacity(records.len());
+        for record in &records {
+            if let Some(state) = self.visible(record).await {
+                jobs.push(state);
+            }
+        }
         jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
         jobs
     }
@@ -294,17 +440,23 @@ impl JobEngine {
     }
 
     /// Who owns a job: `None` for an unknown job, `Some(None)` for a job without an owner.
-    pub fn owner_of(&self, id: JobId) -> Option<Option<Arc<str>>> {
-        self.inner.table.get(id).map(|r| r.owner.clone())
+    pub async fn owner_of(&self, id: JobId) -> Option<Option<Arc<str>>> {
+        self.inner.find(id).await.map(|r| r.owner.clone())
     }
 
     /// A job's state as shown: the newest stored, with its place in the queue while it waits.
-    fn visible(&self, record: &JobRecord) -> Option<Arc<Snapshot>> {
+    async fn visible(&self, record: &JobRecord) -> Option<Arc<Snapshot>> {
         let state = record.snapshot()?;
         if state.status != JobStatus::Pending {
             return Some(state);
         }
-        let position = self.inner.scheduler.position(record.id);
+        let position = match &self.inner.cluster {
+            None => self.inner.scheduler.position(record.id),
+            Some(cluster) => {
+                let (shared, id) = (cluster.shared.clone(), record.id);
+                blocking(move || shared.queue_position(id)).await.unwrap_or(None)
+            }
+        };
         if position.is_none() {
             return Some(state);
         }
@@ -317,25 +469,42 @@ impl JobEngine {
     }
 
     /// The job's current state, or `None` for an unknown (or forgotten) job.
-    pub fn snapshot(&self, id: JobId) -> Option<Arc<Snapshot>> {
-        let record = self.inner.table.get(id)?;
-        self.visible(&record)
+    pub async fn snapshot(&self, id: JobId) -> Option<Arc<Snapshot>> {
+        let record = self.inner.find(id).await?;
+        self.visible(&record).await
     }
 
     /// Follows a job: the events after sequence `after` (all of them for `None`), then the
     /// live tail, ending after the terminal event. `None` for an unknown job.
-    pub fn subscribe(&self, id: JobId, after: Option<u64>) -> Option<Subscription> {
-        self.inner.table.get(id).map(|r| Subscription::new(r, after.unwrap_or(0)))
+    pub async fn subscribe(&self, id: JobId, after: Option<u64>) -> Option<Subscription> {
+        self.inner.find(id).await.map(|r| Subscription::new(r, after.unwrap_or(0)))
     }
 
     /// Asks a job to stop: the request is stored (so it holds across a restart) and the job's
     /// code is woken; it ends as `cancelled`. `None` for an unknown job.
-    pub fn cancel(&self, id: JobId) -> Option<CancelOutcome> {
+    /// With a shared store the request reaches the job wherever it runs.
+    pub async fn cancel(&self, id: JobId) -> Option<CancelOutcome> {
         let inner = &self.inner;
-        let record = inner.table.get(id)?;
+        let record = inner.find(id).await?;
         if record.has_ended() {
             let status = record.snapshot().map_or(record.current().status, |s| s.status);
             return Some(CancelOutcome::AlreadyEnded(status));
+        }
+        if let (Some(cluster), true) = (&inner.cluster, record.is_mirror()) {
+            let (shared, instance, bounds) = (cluster.shared.clone(), cluster.instance.clone(), cluster.bounds);
+            return match blocking(move || shared.request_cancel(&instance, id, &bounds)).await {
+                Ok(CancelReply::Unknown) => None,
+                Ok(CancelReply::Ended(status)) => Some(CancelOutcome::AlreadyEnded(status)),
+                Ok(CancelReply::Requested) => Some(CancelOutcome::Requested),
+                Ok(CancelReply::Claimed(claimed)) => {
+                    debug_assert_eq!(inner.take(claimed), Taken::Cancelled);
+                    Some(CancelOutcome::Requested)
+                }
+                Err(error) => {
+                    tracing::warn!(%id, %error, "could not pass a cancel request to the store");
+                    None
+                }
+            };
         }
         record.request_cancel();
         if inner.scheduler.withdraw(id) {
@@ -347,8 +516,8 @@ impl JobEngine {
     /// How long a poller should wait before asking about a job again: about a fifth of the
     /// job's expected remaining time, from 1 to 10 seconds. `None` once the job has ended
     /// (or for an unknown job): there is nothing more to wait for.
-    pub fn poll_after(&self, id: JobId) -> Option<Duration> {
-        let record = self.inner.table.get(id)?;
+    pub async fn poll_after(&self, id: JobId) -> Option<Duration> {
+        let record = self.inner.find(id).await?;
         let state = record.snapshot()?;
         if state.status.is_terminal() {
             return None;
@@ -410,6 +579,10 @@ impl JobEngine {
         if tokio::time::timeout(timeout.max(Duration::from_secs(1)), inner.journal.flush()).await.is_err() {
             tracing::error!(store = %inner.store.describe(), "the job store did not take the last writes before the stop");
         }
+        if let Some(cluster) = inner.cluster.clone() {
+            // Written up to here: other instances may take the paused jobs over at once.
+            let _ = tokio::task::spawn_blocking(move || cluster.release_all()).await;
+        }
         stopped
     }
 
@@ -419,13 +592,22 @@ impl JobEngine {
     }
 
     /// Forgets ended jobs whose retention has passed, rows included. Returns how many.
-    pub fn sweep(&self) -> usize {
+    pub async fn sweep(&self) -> usize {
         let inner = &self.inner;
         let retention = u64::try_from(inner.config.retention.as_millis()).unwrap_or(u64::MAX);
-        let expired = inner.table.sweep(inner.clock.now_ms().saturating_sub(retention));
-        let count = expired.len();
-        inner.journal.remove(expired);
-        count
+        let ended_by = inner.clock.now_ms().saturating_sub(retention);
+        let expired = inner.table.sweep(ended_by);
+        let Some(cluster) = &inner.cluster else {
+            let count = expired.len();
+            inner.journal.remove(expired);
+            return count;
+        };
+        // Shared: whichever instance sweeps first forgets them for all; the table is a cache.
+        let shared = cluster.shared.clone();
+        blocking(move || shared.expire_ended(ended_by)).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not forget expired jobs in the store; trying again at the next sweep");
+            0
+        })
     }
 
     fn spawn_sweeper(&self) {
@@ -441,7 +623,7 @@ impl JobEngine {
                     () = shutdown.cancelled() => return,
                 }
                 let Some(inner) = engine.upgrade() else { return };
-                let forgotten = JobEngine { inner }.sweep();
+                let forgotten = JobEngine { inner }.sweep().await;
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot ended jobs past their retention");
                 }

@@ -10,6 +10,10 @@
 //! When the store refuses a batch (a full disk, a store that went away), the journal keeps it,
 //! says so through [`Journal::healthy`], and retries with a growing pause: nothing accepted
 //! is dropped, and events are published as soon as they are stored.
+//!
+//! With a shared store every write carries its record's lease; the writes of a job that
+//! another instance took over meanwhile are refused (fenced) and never published, and the
+//! record turns into a mirror of what the new holder writes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,7 +124,7 @@ impl Assembly {
     /// The place of `record`'s write in the batch, made on first use.
     fn index(&mut self, record: &Arc<JobRecord>) -> usize {
         *self.by_job.entry(record.id).or_insert_with(|| {
-            self.batch.writes.push(JobWrite::new(record.id));
+            self.batch.writes.push(JobWrite { lease: record.lease(), ..JobWrite::new(record.id) });
             self.publish.push((record.clone(), None));
             self.batch.writes.len() - 1
         })
@@ -171,9 +175,12 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
             assembly.add(entry);
         }
         let Assembly { batch, publish, flushes, .. } = assembly;
-        write_until_stored(&store, batch, &health).await;
+        let fenced = write_until_stored(&store, batch, &health).await;
         for (record, state) in publish {
-            if let Some(state) = state {
+            if fenced.contains(&record.id) {
+                tracing::warn!(id = %record.id, "another instance took this job over; this one stops it and follows");
+                record.lose();
+            } else if let Some(state) = state {
                 record.publish(state);
             }
         }
@@ -191,10 +198,10 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
 }
 
 /// Writes `batch` on the blocking pool, retrying with a growing pause for as long as the store
-/// refuses it.
-async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health) {
+/// refuses it. Returns the jobs whose writes were fenced.
+async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health) -> Vec<JobId> {
     if batch.is_empty() {
-        return;
+        return Vec::new();
     }
     let batch = Arc::new(batch);
     let mut pause = RETRY_FIRST;
@@ -204,11 +211,11 @@ async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &He
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("the write stopped: {e}"))));
         match written {
-            Ok(()) => {
+            Ok(fenced) => {
                 if health.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(store = %store.describe(), "the job store takes writes again");
                 }
-                return;
+                return fenced;
             }
             Err(error) => {
                 if !health.failing.swap(true, Ordering::Relaxed) {

@@ -47,6 +47,7 @@
 //! ```
 
 mod clock;
+mod cluster;
 pub mod config;
 pub mod engine;
 pub mod error;

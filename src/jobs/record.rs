@@ -8,9 +8,15 @@
 //! forget. Subscribers are never sent anything directly: they keep a cursor and read the log
 //! when the watch channel says something new was published, so a slow subscriber costs the
 //! job nothing and can never block it or the others.
+//!
+//! With a store several instances share, a record is either *held* (this instance runs the job
+//! under a lease whose token goes with every write) or a *mirror* of a job another instance
+//! runs or that waits in the shared queue: a mirror writes nothing, and takes in what the
+//! store says was appended ([`JobRecord::absorb`]). A record changes role in place
+//! ([`JobRecord::adopt`], [`JobRecord::lose`]), so its subscribers never notice the hand-over.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
@@ -19,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::journal::Journal;
-use super::store::JobRow;
+use super::store::{JobRow, LoadedJob};
 use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
 /// How often, at most, a job that is dropping log lines says so while it runs, in ms.
@@ -84,10 +90,15 @@ pub(crate) struct JobRecord {
     pub(crate) params: Value,
     /// Whose job it is (an opaque key the web layer gives), if anyone's.
     pub(crate) owner: Option<Arc<str>>,
-    /// Told to the job's code when it must stop (asked to, or the server is stopping).
-    pub(crate) cancel: CancellationToken,
+    /// Told to the job's code when it must stop (asked to, the server is stopping, or another
+    /// instance took it over); a new one for each run.
+    cancel: Mutex<CancellationToken>,
     /// Whether someone asked it to stop (as opposed to the server stopping).
     cancel_requested: AtomicBool,
+    /// The lease this instance holds on the job in a shared store (0: none).
+    lease: AtomicU64,
+    /// Whether this is a mirror of a job this instance does not hold (it writes nothing).
+    mirror: AtomicBool,
     state: Mutex<RecordState>,
     /// Carries the newest published sequence number; subscribers wait on it.
     seq_tx: watch::Sender<u64>,
@@ -117,6 +128,42 @@ struct RecordState {
 }
 
 impl RecordState {
+    /// The state of a job as `row` and its `events` say, the newest `capacity` events kept.
+    fn of(row: &JobRow, events: Vec<JobEvent>, stored: bool, capacity: usize) -> Self {
+        let skip = events.len().saturating_sub(capacity);
+        let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
+        let lines = log.iter().filter_map(|e| match e {
+            JobEvent::Log(l) => Some(line_size(l)),
+            JobEvent::State(_) => None,
+        });
+        let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
+        Self {
+            current: row.state.clone(),
+            published: stored.then(|| row.state.clone()),
+            log,
+            log_lines,
+            log_bytes,
+            logs_dropped: row.state.logs_dropped,
+            drop_told_at: None,
+            started_ms: row.started_ms,
+            ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
+            checkpoint: row.checkpoint.clone(),
+        }
+    }
+
+    /// A mirror's newest state, as written by whoever holds the job.
+    fn set_mirrored(&mut self, state: Arc<Snapshot>) {
+        if self.started_ms.is_none() && state.status == JobStatus::Running {
+            self.started_ms = Some(state.ts);
+        }
+        if state.status.is_terminal() {
+            self.ended_ms = Some(state.ts);
+        }
+        self.logs_dropped = state.logs_dropped;
+        self.current = state.clone();
+        self.published = Some(state);
+    }
+
     fn push(&mut self, event: JobEvent, capacity: usize) {
         if self.log.len() == capacity {
             self.log.pop_front();
@@ -165,6 +212,14 @@ impl JobRecord {
         Self::from_row(row, events, true, ctx, cancel)
     }
 
+    /// A job another instance runs (or that waits in a shared queue), as the store keeps it:
+    /// it follows what the store says through [`absorb`](Self::absorb).
+    pub(crate) fn mirror(row: JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+        let record = Self::from_row(row, events, true, ctx, cancel);
+        record.mirror.store(true, Ordering::Relaxed);
+        record
+    }
+
     /// A record of `row` and its newest `events`; `stored` says whether they are in the store
     /// already (then they are shown at once).
     fn from_row(row: JobRow, events: Vec<JobEvent>, stored: bool, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
@@ -172,37 +227,139 @@ impl JobRecord {
             limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
             ..ctx
         };
-        let skip = events.len().saturating_sub(ctx.limits.replay_capacity);
-        let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
-        let lines = log.iter().filter_map(|e| match e {
-            JobEvent::Log(l) => Some(line_size(l)),
-            JobEvent::State(_) => None,
-        });
-        let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
-        let state = RecordState {
-            current: row.state.clone(),
-            published: stored.then(|| row.state.clone()),
-            log,
-            log_lines,
-            log_bytes,
-            logs_dropped: row.state.logs_dropped,
-            drop_told_at: None,
-            started_ms: row.started_ms,
-            ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
-            checkpoint: row.checkpoint,
-        };
+        let state = RecordState::of(&row, events, stored, ctx.limits.replay_capacity);
         let (seq_tx, _) = watch::channel(state.published_seq());
         Arc::new(Self {
             id: row.id,
             kind: Arc::from(row.kind),
             params: row.params,
             owner: row.owner,
-            cancel,
+            cancel: Mutex::new(cancel),
             cancel_requested: AtomicBool::new(row.cancel_requested),
+            lease: AtomicU64::new(0),
+            mirror: AtomicBool::new(false),
             state: Mutex::new(state),
             seq_tx,
             ctx,
         })
+    }
+
+    /// What the job's code is told to stop by (the current run's).
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The lease this instance holds on the job (0: none).
+    pub(crate) fn lease(&self) -> u64 {
+        self.lease.load(Ordering::Relaxed)
+    }
+
+    /// Holds the job under `token` from now on.
+    pub(crate) fn set_lease(&self, token: u64) {
+        self.lease.store(token, Ordering::Relaxed);
+    }
+
+    /// A shared store admitted this new job (its first event is stored): show it. With a
+    /// `lease` this instance runs it; with none (0) it waits in the shared queue and the
+    /// record mirrors it until some instance claims it.
+    pub(crate) fn admitted(&self, lease: u64) {
+        if lease == 0 {
+            self.mirror.store(true, Ordering::Relaxed);
+        } else {
+            self.set_lease(lease);
+        }
+        self.publish(self.current());
+    }
+
+    /// Whether this record only mirrors a job this instance does not hold.
+    pub(crate) fn is_mirror(&self) -> bool {
+        self.mirror.load(Ordering::Relaxed)
+    }
+
+    /// This instance now holds the job, under `token`, as the store keeps it (`job`): the
+    /// record takes that state (anything newer a mirror had cannot exist: the store is where
+    /// it came from) and a fresh stop signal, and writes from now on. Subscribers stay.
+    pub(crate) fn adopt(&self, job: LoadedJob, token: u64, cancel: CancellationToken) {
+        let (row, events) = job;
+        {
+            let mut state = self.lock();
+            *state = RecordState::of(&row, events, true, self.ctx.limits.replay_capacity);
+            *self.cancel.lock().unwrap_or_else(PoisonError::into_inner) = cancel;
+            self.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
+            self.lease.store(token, Ordering::Relaxed);
+            self.mirror.store(false, Ordering::Relaxed);
+        }
+        let seq = self.lock().published_seq();
+        self.seq_tx.send_replace(seq);
+    }
+
+    /// Another instance holds the job now: stop its code, forget what was not written (no one
+    /// was shown it), and follow the store from here on.
+    pub(crate) fn lose(&self) {
+        {
+            let mut state = self.lock();
+            self.mirror.store(true, Ordering::Relaxed);
+            self.lease.store(0, Ordering::Relaxed);
+            if let Some(published) = state.published.clone() {
+                let seq = published.seq;
+                state.log.retain(|e| e.seq() <= seq);
+                state.ended_ms = published.status.is_terminal().then_some(published.ts);
+                state.current = published;
+            }
+        }
+        self.cancel_token().cancel();
+    }
+
+    /// For a mirror: `events` were appended in the store (its newest `state` for when they do
+    /// not follow on what the record has, because the store trimmed the ones between). Shows
+    /// them; subscribers whose point fell out of the log get a reset.
+    pub(crate) fn absorb(&self, events: Vec<JobEvent>, state: Snapshot) {
+        let seq = {
+            let mut s = self.lock();
+            if !self.is_mirror() {
+                return;
+            }
+            let known = s.published_seq();
+            let fresh: Vec<JobEvent> = events.into_iter().filter(|e| e.seq() > known).collect();
+            let follows = fresh.first().is_some_and(|e| e.seq() == known + 1);
+            if !follows && state.seq > known {
+                // The events in between were trimmed: start over from the store's state.
+                s.log.clear();
+                s.set_mirrored(Arc::new(state));
+            }
+            let capacity = self.ctx.limits.replay_capacity;
+            for event in fresh {
+                if event.seq() <= s.published_seq() {
+                    continue;
+                }
+                if event.seq() != s.published_seq() + 1 {
+                    break; // never a hole in the log; the next look fills it
+                }
+                let next = match &event {
+                    JobEvent::State(state) => state.clone(),
+                    JobEvent::Log(line) => {
+                        let mut next = Snapshot::clone(&s.current);
+                        next.seq = line.seq;
+                        Arc::new(next)
+                    }
+                };
+                s.push(event, capacity);
+                s.set_mirrored(next);
+            }
+            s.published_seq()
+        };
+        self.seq_tx.send_if_modified(|old| {
+            let moved = *old != seq;
+            *old = seq;
+            moved
+        });
+    }
+
+    /// Someone asked, through the shared store, to stop the job this instance runs: the
+    /// request is stored already; wake the job's code.
+    pub(crate) fn cancel_from_store(&self) {
+        self.cancel_requested.store(true, Ordering::Relaxed);
+        self.cancel_token().cancel();
     }
 
     fn lock(&self) -> MutexGuard<'_, RecordState> {
@@ -276,13 +433,13 @@ impl JobRecord {
             let _state = self.lock(); // keeps the request in order with the job's events
             self.ctx.journal.cancel_requested(self.clone());
         }
-        self.cancel.cancel();
+        self.cancel_token().cancel();
     }
 
     /// Saves a checkpoint: written with (or after) the events before it.
     pub(crate) fn save_checkpoint(self: &Arc<Self>, value: Value) {
         let mut state = self.lock();
-        if state.ended_ms.is_some() {
+        if state.ended_ms.is_some() || self.is_mirror() {
             return;
         }
         state.checkpoint = Some(value.clone());
@@ -297,7 +454,7 @@ impl JobRecord {
     }
 
     fn apply_locked(self: &Arc<Self>, state: &mut RecordState, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
-        if state.ended_ms.is_some() {
+        if state.ended_ms.is_some() || self.is_mirror() {
             return None;
         }
         let mut next = Snapshot::clone(&state.current);
@@ -329,7 +486,7 @@ impl JobRecord {
     /// told in the job's state (at once for the first, then at most once a second, and at the end).
     pub(crate) fn log(self: &Arc<Self>, mut line: LogLine) -> Option<u64> {
         let mut state = self.lock();
-        if state.ended_ms.is_some() {
+        if state.ended_ms.is_some() || self.is_mirror() {
             return None;
         }
         let size = line_size(&line);

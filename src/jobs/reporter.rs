@@ -72,6 +72,8 @@ impl Report {
 #[derive(Clone)]
 pub struct ProgressReporter {
     record: Arc<JobRecord>,
+    /// This run's stop signal.
+    cancel: CancellationToken,
     /// The checkpoint this run continues from (after a restart), if any.
     resume_point: Option<Arc<Value>>,
 }
@@ -91,7 +93,7 @@ fn clamp_percent(percent: f64) -> Option<f64> {
 
 impl ProgressReporter {
     pub(crate) fn new(record: Arc<JobRecord>, resume_point: Option<Value>) -> Self {
-        Self { record, resume_point: resume_point.map(Arc::new) }
+        Self { cancel: record.cancel_token(), record, resume_point: resume_point.map(Arc::new) }
     }
 
     /// Saves how far the job got, so that a kind registered with
@@ -178,12 +180,12 @@ impl ProgressReporter {
     /// The token that is cancelled when the job is asked to stop (by a person, or because
     /// the server is shutting down). Use it in `select!` around long awaits.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.record.cancel
+        &self.cancel
     }
 
     /// Whether the job has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.record.cancel.is_cancelled()
+        self.cancel.is_cancelled()
     }
 
     /// `Err(JobError::Cancelled)` once the job has been asked to stop, for `?` between chunks.
@@ -199,7 +201,7 @@ impl ProgressReporter {
     pub async fn sleep(&self, duration: std::time::Duration) -> Result<(), JobError> {
         tokio::select! {
             () = tokio::time::sleep(duration) => Ok(()),
-            () = self.record.cancel.cancelled() => Err(JobError::Cancelled),
+            () = self.cancel.cancelled() => Err(JobError::Cancelled),
         }
     }
 

@@ -76,16 +76,23 @@ impl Inner {
                     message: "resumed after a server restart, from its last checkpoint".into(),
                     fields: serde_json::Map::new(),
                 });
-            } else if !record.cancel.is_cancelled() {
+            } else if !reporter.is_cancelled() {
                 reporter.mark_running();
             }
-            let outcome = if record.cancel.is_cancelled() {
+            let outcome = if reporter.is_cancelled() {
                 inner.stop_reason(&record)
             } else {
                 inner.run_to_end(&record, Box::pin(job)).await
             };
             let took = Duration::from_millis(inner.clock.now_ms().saturating_sub(started));
             inner.finish(&record, outcome, took);
+            if let Some(cluster) = &inner.cluster {
+                // A job paused at its checkpoint by the stop keeps its lease, given back once
+                // its last writes are in (see `shutdown`).
+                if record.has_ended() || record.is_mirror() {
+                    cluster.unhold(record.id);
+                }
+            }
             inner.slot_freed();
         });
     }
@@ -112,7 +119,7 @@ impl Inner {
         job: super::registry::JobFuture,
     ) -> Outcome {
         let id = record.id;
-        let cancel = record.cancel.clone();
+        let cancel = record.cancel_token();
         let grace = self.config.cancel_grace;
         // The job runs in its own task so that a panic in its code ends this job, not the engine.
         let mut handle = tokio::spawn(job);

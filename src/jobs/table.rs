@@ -118,6 +118,21 @@ impl JobTable {
         tables.jobs.insert(record.id, record);
     }
 
+    /// Adds a job unless one with its id is held already; returns the one held.
+    pub(crate) fn insert_or_get(&self, record: Arc<JobRecord>) -> Arc<JobRecord> {
+        let mut tables = self.lock();
+        if let Some(held) = tables.jobs.get(&record.id) {
+            return held.clone();
+        }
+        Self::insert_locked(&mut tables, record.clone());
+        record
+    }
+
+    /// Every job held.
+    pub(crate) fn all(&self) -> Vec<Arc<JobRecord>> {
+        self.lock().jobs.values().cloned().collect()
+    }
+
     /// Forgets a job.
     pub(crate) fn remove(&self, id: JobId) -> Option<Arc<JobRecord>> {
         self.lock().remove(id)

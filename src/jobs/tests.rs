@@ -107,7 +107,7 @@ pub(super) fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
 
 async fn run_to_end(engine: &JobEngine, kind: &str, params: serde_json::Value) -> (JobId, Vec<Delivery>) {
     let id = engine.start(kind, params).await.expect("job starts");
-    let sub = engine.subscribe(id, None).expect("job exists");
+    let sub = engine.subscribe(id, None).await.expect("job exists");
     (id, collect(sub).await)
 }
 
@@ -133,25 +133,25 @@ async fn subscribing_after_n_yields_exactly_the_events_after_n(b: Backend) {
     let (id, all) = run_to_end(&engine, "ticker", json!({"steps": 4, "interval_ms": 50})).await;
     let newest = all.last().expect("events").seq();
     for after in [0, 1, 3, newest - 1] {
-        let tail = collect(engine.subscribe(id, Some(after)).expect("job exists")).await;
+        let tail = collect(engine.subscribe(id, Some(after)).await.expect("job exists")).await;
         assert_eq!(seqs(&tail), ((after + 1)..=newest).collect::<Vec<_>>(), "after {after}");
         assert_eq!(events(&tail), events(&all)[after as usize..]);
     }
-    let nothing = collect(engine.subscribe(id, Some(newest)).expect("job exists")).await;
+    let nothing = collect(engine.subscribe(id, Some(newest)).await.expect("job exists")).await;
     assert!(nothing.is_empty(), "a subscriber that saw the end gets nothing more");
 }
 
 async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend) {
     let engine = engine_with(&b, EngineConfig { replay_capacity: 4, ..Default::default() });
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 10, "interval_ms": 10})).await;
-    let newest = engine.snapshot(id).expect("kept").seq;
+    let newest = engine.snapshot(id).await.expect("kept").seq;
     // From the start: one reset carrying the final state, then the end.
-    let from_start = collect(engine.subscribe(id, None).expect("job exists")).await;
+    let from_start = collect(engine.subscribe(id, None).await.expect("job exists")).await;
     assert_eq!(from_start.len(), 1);
     let Delivery::Reset(state) = &from_start[0] else { panic!("expected a reset") };
     assert_eq!((state.seq, state.status), (newest, JobStatus::Completed));
     // Within the log: plain events, no reset.
-    let tail = collect(engine.subscribe(id, Some(newest - 4)).expect("job exists")).await;
+    let tail = collect(engine.subscribe(id, Some(newest - 4)).await.expect("job exists")).await;
     assert_eq!(seqs(&tail), ((newest - 3)..=newest).collect::<Vec<_>>());
     events(&tail);
 }
@@ -159,11 +159,11 @@ async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend)
 async fn a_slow_subscriber_never_holds_the_job_back(b: Backend) {
     let engine = engine_with(&b, EngineConfig { replay_capacity: 8, ..Default::default() });
     let id = engine.start("ticker", json!({"steps": 50, "interval_ms": 10})).await.expect("starts");
-    let mut slow = engine.subscribe(id, None).expect("job exists");
+    let mut slow = engine.subscribe(id, None).await.expect("job exists");
     let first = slow.next().await.expect("pending event");
     assert_eq!(first.seq(), 1);
     // The slow subscriber reads nothing more while the whole job runs.
-    let fast = collect(engine.subscribe(id, Some(1)).expect("job exists")).await;
+    let fast = collect(engine.subscribe(id, Some(1)).await.expect("job exists")).await;
     assert_eq!(fast.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     // Then it gets what it had already read from the log (if anything) and is told it fell
     // behind, with the final state: no silent skip.
@@ -177,9 +177,9 @@ async fn a_late_subscriber_gets_the_rest_of_a_running_job_live(b: Backend) {
     let engine = engine(&b);
     let id = engine.start("ticker", json!({"steps": 6, "interval_ms": 100})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let seen = engine.snapshot(id).expect("kept");
+    let seen = engine.snapshot(id).await.expect("kept");
     assert_eq!(seen.status, JobStatus::Running);
-    let rest = events(&collect(engine.subscribe(id, Some(seen.seq)).expect("job exists")).await);
+    let rest = events(&collect(engine.subscribe(id, Some(seen.seq)).await.expect("job exists")).await);
     assert_eq!(rest[0].seq, seen.seq + 1);
     assert_eq!(rest.last().expect("events").status, JobStatus::Completed);
 }
@@ -200,13 +200,13 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
     let engine = engine(&b);
     let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(engine.cancel(id), Some(CancelOutcome::Requested));
-    let rest = collect(engine.subscribe(id, Some(engine.snapshot(id).expect("kept").seq - 1)).expect("job exists")).await;
+    assert_eq!(engine.cancel(id).await, Some(CancelOutcome::Requested));
+    let rest = collect(engine.subscribe(id, Some(engine.snapshot(id).await.expect("kept").seq - 1)).await.expect("job exists")).await;
     let last = rest.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Cancelled);
     assert_eq!(last.step_index, 2, "the job stopped where it was");
-    assert_eq!(engine.cancel(id), Some(CancelOutcome::AlreadyEnded(JobStatus::Cancelled)));
-    assert_eq!(engine.cancel(JobId::new_random()), None);
+    assert_eq!(engine.cancel(id).await, Some(CancelOutcome::AlreadyEnded(JobStatus::Cancelled)));
+    assert_eq!(engine.cancel(JobId::new_random()).await, None);
 }
 
 async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
@@ -217,10 +217,10 @@ async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
     });
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(engine.snapshot(id).is_some(), "kept during its retention");
+    assert!(engine.snapshot(id).await.is_some(), "kept during its retention");
     tokio::time::sleep(Duration::from_secs(40)).await;
-    assert!(engine.snapshot(id).is_none(), "forgotten after it");
-    assert!(engine.subscribe(id, None).is_none());
+    assert!(engine.snapshot(id).await.is_none(), "forgotten after it");
+    assert!(engine.subscribe(id, None).await.is_none());
 }
 
 async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: Backend) {
@@ -228,7 +228,7 @@ async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: 
     let (first, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     let _running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("room");
     let _also_running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("evicts");
-    assert!(engine.snapshot(first).is_none(), "the ended job made room");
+    assert!(engine.snapshot(first).await.is_none(), "the ended job made room");
     let refused = engine.start("ticker", json!({})).await.expect_err("all running");
     assert_eq!(refused, StartError::AtCapacity { limit: 2 });
     assert_eq!(engine.job_count(), 2);
@@ -299,7 +299,7 @@ async fn shutdown_stops_running_jobs_and_refuses_new_ones(b: Backend) {
     let id = engine.start("failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(engine.shutdown(Duration::from_secs(5)).await, "jobs stopped in time");
-    let last = engine.snapshot(id).expect("kept");
+    let last = engine.snapshot(id).await.expect("kept");
     assert_eq!(last.status, JobStatus::Interrupted, "a job that cannot resume ends visibly");
     assert_eq!(last.error.as_deref(), Some(runner::STOPPED));
     assert_eq!(engine.start("ticker", json!({})).await, Err(StartError::ShuttingDown));
@@ -313,23 +313,26 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs(b
     let third = engine.start("ticker", slow.clone()).await.expect("queued");
     let full = engine.start("ticker", slow.clone()).await.expect_err("queue full");
     assert_eq!(full, StartError::QueueFull { running: 1, queued: 2 });
-    let waiting = |id| engine.snapshot(id).expect("kept");
-    assert_eq!((waiting(second).status, waiting(second).queue_position), (JobStatus::Pending, Some(1)));
-    assert_eq!(waiting(third).queue_position, Some(2));
+    let waiting = |id| {
+        let engine = engine.clone();
+        async move { engine.snapshot(id).await.expect("kept") }
+    };
+    assert_eq!((waiting(second).await.status, waiting(second).await.queue_position), (JobStatus::Pending, Some(1)));
+    assert_eq!(waiting(third).await.queue_position, Some(2));
 
-    assert_eq!(engine.cancel(second), Some(CancelOutcome::Requested));
+    assert_eq!(engine.cancel(second).await, Some(CancelOutcome::Requested));
     engine.flush().await;
-    assert_eq!(waiting(second).status, JobStatus::Cancelled, "a waiting job ends at once");
-    assert_eq!(waiting(third).queue_position, Some(1), "the one behind moves up");
+    assert_eq!(waiting(second).await.status, JobStatus::Cancelled, "a waiting job ends at once");
+    assert_eq!(waiting(third).await.queue_position, Some(1), "the one behind moves up");
 
-    let first_done = collect(engine.subscribe(first, None).expect("kept")).await;
-    let third_done = collect(engine.subscribe(third, None).expect("kept")).await;
+    let first_done = collect(engine.subscribe(first, None).await.expect("kept")).await;
+    let third_done = collect(engine.subscribe(third, None).await.expect("kept")).await;
     assert_eq!(first_done.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     let third_done = events(&third_done);
     assert_eq!(third_done.last().expect("events").status, JobStatus::Completed);
     assert!(third_done.iter().any(|s| s.status == JobStatus::Running && s.queue_position.is_none()));
     // The cancelled waiter's code never ran: it never left `pending`.
-    let second_all = events(&collect(engine.subscribe(second, None).expect("kept")).await);
+    let second_all = events(&collect(engine.subscribe(second, None).await.expect("kept")).await);
     assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
 }
 
@@ -346,11 +349,11 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     let waiting = first.start("ticker", json!({"steps": 2, "interval_ms": 10})).await.expect("queued");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(first.shutdown(Duration::from_secs(5)).await);
-    let paused = first.snapshot(ticking).expect("kept");
+    let paused = first.snapshot(ticking).await.expect("kept");
     if !b.store.outlives_process() {
         // Nothing survives this store: both end visibly instead of waiting forever.
         assert_eq!(paused.status, JobStatus::Interrupted);
-        assert_eq!(first.snapshot(waiting).expect("kept").status, JobStatus::Interrupted);
+        assert_eq!(first.snapshot(waiting).await.expect("kept").status, JobStatus::Interrupted);
         return;
     }
     assert_eq!(paused.status, JobStatus::Running, "left at its checkpoint");
@@ -358,7 +361,7 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     drop(first);
 
     let second = engine_with(&b, config);
-    let all = collect(second.subscribe(ticking, None).expect("read back")).await;
+    let all = collect(second.subscribe(ticking, None).await.expect("read back")).await;
     assert_eq!(seqs(&all), (1..=all.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
     let states = events(&all);
     let last = states.last().expect("events");
@@ -368,7 +371,7 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     let ticks: Vec<u32> = states.iter().filter(|s| s.message.starts_with("Tick ")).map(|s| s.step_index).collect();
     assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
     assert_eq!(ticks.last(), Some(&6));
-    let queued = events(&collect(second.subscribe(waiting, None).expect("read back")).await);
+    let queued = events(&collect(second.subscribe(waiting, None).await.expect("read back")).await);
     assert_eq!(queued.last().expect("events").status, JobStatus::Completed, "the waiting job ran after the restart");
 }
 
@@ -403,14 +406,14 @@ async fn jobs_cut_short_by_a_crash_resume_or_end_visibly(b: Backend) {
     let (after, found) = JobEngine::open(config, builtin(), b.store.clone()).expect("opens");
     assert_eq!(found, Recovered { jobs: 3, queued: 1, resumed: 1, interrupted: 1 });
     after.start_recovered();
-    let cut = events(&collect(after.subscribe(failing, Some(seq_at_crash(failing))).expect("read back")).await);
+    let cut = events(&collect(after.subscribe(failing, Some(seq_at_crash(failing))).await.expect("read back")).await);
     assert_eq!(cut.len(), 1, "one more event: the end");
     assert_eq!((cut[0].seq, cut[0].status), (seq_at_crash(failing) + 1, JobStatus::Interrupted));
     assert_eq!(cut[0].error.as_deref(), Some(runner::RESTARTED));
-    let resumed = collect(after.subscribe(ticking, None).expect("read back")).await;
+    let resumed = collect(after.subscribe(ticking, None).await.expect("read back")).await;
     assert_eq!(seqs(&resumed), (1..=resumed.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
     assert_eq!(events(&resumed).last().expect("events").data, Some(json!({"ticks": 5})));
-    let ran = events(&collect(after.subscribe(waiting, None).expect("read back")).await);
+    let ran = events(&collect(after.subscribe(waiting, None).await.expect("read back")).await);
     assert_eq!(ran.last().expect("events").status, JobStatus::Completed);
 }
 
@@ -422,7 +425,7 @@ async fn the_owner_limit_holds_exactly_under_concurrent_starts(b: Backend) {
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(accepted, 5);
     assert!(results.iter().all(|r| r.is_ok() || *r == Err(StartError::OwnerLimit { limit: 5 })));
-    assert_eq!(engine.jobs_of("owner-a").len(), 5);
+    assert_eq!(engine.jobs_of("owner-a").await.len(), 5);
     engine.start_for(Some("owner-b"), "ticker", long).await.expect("another owner is not limited by a");
 }
 
@@ -434,7 +437,7 @@ async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
     assert!(!feed.has_changed().expect("open"), "another owner's job does not wake a's feeds");
     let mine = engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
     assert!(feed.has_changed().expect("open"));
-    let listed: Vec<JobId> = engine.jobs_of("owner-a").iter().map(|s| s.id).collect();
+    let listed: Vec<JobId> = engine.jobs_of("owner-a").await.iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![mine]);
 }
 
@@ -466,7 +469,7 @@ async fn swept_jobs_leave_the_store_too(b: Backend) {
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     tokio::time::sleep(Duration::from_secs(70)).await;
     engine.flush().await;
-    assert!(engine.snapshot(id).is_none());
+    assert!(engine.snapshot(id).await.is_none());
     assert!(b.store.load().expect("loads").iter().all(|(r, _)| r.id != id), "its rows are gone");
 }
 

@@ -128,10 +128,10 @@ fn parse_id(id: &str) -> Result<JobId, AppError> {
 }
 
 /// The job `id` names, if `owner` may see it, and its current state.
-fn current(engine: &JobEngine, owner: &Owner, id: &str) -> Result<(JobId, Snapshot), AppError> {
+async fn current(engine: &JobEngine, owner: &Owner, id: &str) -> Result<(JobId, Snapshot), AppError> {
     let job = parse_id(id)?;
-    authorize(engine, owner, job)?;
-    let snapshot = engine.snapshot(job).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    authorize(engine, owner, job).await?;
+    let snapshot = engine.snapshot(job).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
     Ok((job, Snapshot::clone(&snapshot)))
 }
 
@@ -166,7 +166,7 @@ pub async fn start_job(
     if query.stream {
         // The stream's first event is the job's `pending` state, whose `id` field names the job:
         // a client that loses this connection re-attaches to `links.events` with Last-Event-ID.
-        let subscription = engine.subscribe(id, None).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+        let subscription = engine.subscribe(id, None).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
         let mut response = sse_response(&engine, subscription);
         response.headers_mut().insert(header::LOCATION, location);
         if owner.is_new {
@@ -176,7 +176,7 @@ pub async fn start_job(
         }
         return Ok(response);
     }
-    let snapshot = engine.snapshot(id).ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    let snapshot = engine.snapshot(id).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
     let accepted = Accepted {
         job: resource(&snapshot),
         owner_token: owner.is_new.then(|| owner.token.to_string()),
@@ -192,9 +192,9 @@ pub async fn start_job(
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
-    let (job, snapshot) = current(&engine, &owner, &id)?;
+    let (job, snapshot) = current(&engine, &owner, &id).await?;
     let mut headers = HeaderMap::new();
-    if let Some(wait) = engine.poll_after(job) {
+    if let Some(wait) = engine.poll_after(job).await {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
     }
     Ok((headers, Json(resource(&snapshot))).into_response())
@@ -213,7 +213,7 @@ pub async fn get_result(
     owner: Owner,
     Path(id): Path<String>,
 ) -> Result<Json<JobResult>, AppError> {
-    let (job, snapshot) = current(&engine, &owner, &id)?;
+    let (job, snapshot) = current(&engine, &owner, &id).await?;
     match snapshot.status {
         JobStatus::Completed => Ok(Json(JobResult {
             id: job,
@@ -223,7 +223,7 @@ pub async fn get_result(
         JobStatus::Pending | JobStatus::Running => Err(AppError::ResultNotReady {
             status: snapshot.status,
             progress: snapshot.progress,
-            retry_after: engine.poll_after(job).unwrap_or(std::time::Duration::from_secs(1)),
+            retry_after: engine.poll_after(job).await.unwrap_or(std::time::Duration::from_secs(1)),
         }),
         JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => Err(AppError::NoResult {
             status: snapshot.status,
@@ -269,8 +269,8 @@ pub async fn get_logs(
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<JobLogs>, AppError> {
     let job = parse_id(&id)?;
-    authorize(&engine, &owner, job)?;
-    let (lines, dropped) = engine.log_lines(job, query.after).ok_or(AppError::JobNotFound(id))?;
+    authorize(&engine, &owner, job).await?;
+    let (lines, dropped) = engine.log_lines(job, query.after).await.ok_or(AppError::JobNotFound(id))?;
     let next_after = lines.last().map_or(query.after, |l| l.seq);
     Ok(Json(JobLogs {
         id: job,
@@ -289,9 +289,9 @@ pub async fn get_logs(
     ))]
 pub async fn cancel_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
     let job = parse_id(&id)?;
-    authorize(&engine, &owner, job)?;
-    let outcome = engine.cancel(job).ok_or_else(|| AppError::JobNotFound(id.clone()))?;
-    let snapshot = engine.snapshot(job).ok_or(AppError::JobNotFound(id))?;
+    authorize(&engine, &owner, job).await?;
+    let outcome = engine.cancel(job).await.ok_or_else(|| AppError::JobNotFound(id.clone()))?;
+    let snapshot = engine.snapshot(job).await.ok_or(AppError::JobNotFound(id))?;
     let (status, message) = match outcome {
         CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
         CancelOutcome::AlreadyEnded(status) => {

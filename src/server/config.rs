@@ -41,6 +41,10 @@ fn set(target: &mut usize, name: &'static str, min: u64, max: u64) -> Result<(),
 /// - `SSE_PROGRESS_MAX_ACTIVE_PER_OWNER`: most unfinished jobs per owner (1-100000).
 /// - `SSE_PROGRESS_MAX_LOG_LINES`: log lines a job may write (0-1000000).
 /// - `SSE_PROGRESS_MAX_LOG_BYTES`: bytes of log lines a job may write (0-1073741824).
+/// - `SSE_PROGRESS_LEASE_MS`: with a shared store, how long a running job's lease lasts
+///   without renewal, in ms (1000-600000).
+/// - `SSE_PROGRESS_INSTANCE`: with a shared store, this instance's name (1-100 characters
+///   from `A-Z a-z 0-9 . _ -`).
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     let mut c = EngineConfig::default();
     set(&mut c.replay_capacity, "SSE_PROGRESS_REPLAY_CAPACITY", 1, 100_000)?;
@@ -53,5 +57,17 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     set(&mut c.max_active_per_owner, "SSE_PROGRESS_MAX_ACTIVE_PER_OWNER", 1, 100_000)?;
     set(&mut c.max_log_lines, "SSE_PROGRESS_MAX_LOG_LINES", 0, 1_000_000)?;
     set(&mut c.max_log_bytes, "SSE_PROGRESS_MAX_LOG_BYTES", 0, 1 << 30)?;
+    if let Some(ms) = read("SSE_PROGRESS_LEASE_MS", 1_000, 600_000)? {
+        c.lease = Duration::from_millis(ms);
+    }
+    if let Ok(value) = std::env::var("SSE_PROGRESS_INSTANCE") {
+        let fits = (1..=100).contains(&value.len())
+            && value.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+        if !fits {
+            let expected = "1 to 100 characters from A-Z a-z 0-9 . _ -".to_string();
+            return Err(ConfigError { name: "SSE_PROGRESS_INSTANCE", value, expected });
+        }
+        c.instance = Some(value);
+    }
     Ok(c)
 }

@@ -88,9 +88,9 @@ pub async fn job_events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;
-    authorize(&engine, &owner, job)?;
+    authorize(&engine, &owner, job).await?;
     let after = resume_point(&headers, &query)?;
-    let subscription = engine.subscribe(job, after).ok_or(AppError::JobNotFound(id))?;
+    let subscription = engine.subscribe(job, after).await.ok_or(AppError::JobNotFound(id))?;
     Ok(sse_response(&engine, subscription))
 }
 

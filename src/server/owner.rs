@@ -142,8 +142,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Owner {
 
 /// `Ok` when `owner` may see job `id`; the same 404 as for a job that does not exist otherwise.
 /// Jobs started without an owner (by the engine's own callers) are visible to all.
-pub fn authorize(engine: &JobEngine, owner: &Owner, id: JobId) -> Result<(), AppError> {
-    match engine.owner_of(id) {
+pub async fn authorize(engine: &JobEngine, owner: &Owner, id: JobId) -> Result<(), AppError> {
+    match engine.owner_of(id).await {
         Some(None) => Ok(()),
         Some(Some(o)) if *o == *owner.key => Ok(()),
         _ => Err(AppError::JobNotFound(id.to_string())),

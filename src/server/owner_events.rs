@@ -99,9 +99,9 @@ struct Feed {
 
 impl Feed {
     /// Follows `job` after `after`, unless already followed.
-    fn follow(&mut self, job: JobId, after: u64) {
+    async fn follow(&mut self, job: JobId, after: u64) {
         if self.known.insert(job) {
-            if let Some(sub) = self.engine.subscribe(job, Some(after)) {
+            if let Some(sub) = self.engine.subscribe(job, Some(after)).await {
                 self.streams.push(job_events(job, sub));
             }
         }
@@ -109,9 +109,9 @@ impl Feed {
 
     /// Follows every job of the owner not followed yet from its first event: they were
     /// started after the feed opened.
-    fn follow_new(&mut self) {
-        for state in self.engine.jobs_of(&self.owner) {
-            self.follow(state.id, 0);
+    async fn follow_new(&mut self) {
+        for state in self.engine.jobs_of(&self.owner).await {
+            self.follow(state.id, 0).await;
         }
     }
 
@@ -120,7 +120,7 @@ impl Feed {
             tokio::select! {
                 Some(event) = self.streams.next(), if !self.streams.is_empty() => return Some(event),
                 changed = self.started.changed() => match changed {
-                    Ok(()) => self.follow_new(),
+                    Ok(()) => self.follow_new().await,
                     Err(_) => return None,
                 },
             }
@@ -150,8 +150,8 @@ pub async fn owner_events(
         started,
         known: HashSet::new(),
     };
-    for state in engine.jobs_of(&owner.key) {
-        feed.follow(state.id, cursors.get(&state.id).copied().unwrap_or(u64::MAX));
+    for state in engine.jobs_of(&owner.key).await {
+        feed.follow(state.id, cursors.get(&state.id).copied().unwrap_or(u64::MAX)).await;
     }
     let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });
     Ok(sse_of(&engine, events))

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod client;
 pub mod disk;
 pub mod process;
 

@@ -40,7 +40,12 @@ impl ServerProcess {
     /// Starts the server on `store` (e.g. `sqlite:/tmp/x/jobs.db`) and `port` (0: any free
     /// one), and waits until it listens.
     pub async fn start(store: &str, port: u16) -> Self {
-        match Self::try_start(store, port).await {
+        Self::start_with(store, port, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more environment variables.
+    pub async fn start_with(store: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        match Self::try_start_with(store, port, env).await {
             Ok(server) => server,
             Err(failure) => panic!("the server did not start ({:?}): {}", failure.code, failure.stderr),
         }
@@ -48,7 +53,13 @@ impl ServerProcess {
 
     /// Starts the server, or says how it refused to start.
     pub async fn try_start(store: &str, port: u16) -> Result<Self, StartFailure> {
-        let mut child = command(store, port).spawn().expect("the binary runs");
+        Self::try_start_with(store, port, &[]).await
+    }
+
+    async fn try_start_with(store: &str, port: u16, env: &[(&str, &str)]) -> Result<Self, StartFailure> {
+        let mut command = command(store, port);
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().expect("the binary runs");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -71,7 +71,7 @@ impl JobStore for MemoryStore {
         false
     }
 
-    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError> {
         let mut data = self.lock();
         check(&data, batch)?;
         for row in &batch.created {
@@ -105,7 +105,7 @@ impl JobStore for MemoryStore {
             data.jobs.remove(id);
             data.events.remove(id);
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {

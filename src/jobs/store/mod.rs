@@ -5,7 +5,9 @@
 //! engine only ever holds an `Arc<dyn JobStore>`:
 //! - [`memory`]: kept in this process (tests, and people who want nothing on disk);
 //! - [`sqlite`]: one file, the zero-setup default;
-//! - [`redis`]: a Redis server (one instance per database until leases arrive).
+//! - [`redis`]: a Redis server that several instances share (it also implements
+//!   [`shared::SharedStore`], the half of the seam for admission, leases and notices across
+//!   instances).
 //!
 //! # The promises every backend keeps
 //! - One [`Batch`] is one transaction: all of it is kept, or none of it.
@@ -19,6 +21,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod shared;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -69,6 +72,9 @@ pub struct JobWrite {
     pub cancel_requested: bool,
     /// Events numbered up to this may be forgotten (the replay bound).
     pub forget_through: u64,
+    /// The writer's lease on the job in a shared store (0: none, a store one process owns).
+    /// A shared store refuses the write when another instance holds a newer lease.
+    pub lease: shared::Token,
 }
 
 impl JobWrite {
@@ -82,6 +88,7 @@ impl JobWrite {
             checkpoint: None,
             cancel_requested: false,
             forget_through: 0,
+            lease: 0,
         }
     }
 }
@@ -174,10 +181,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// Whether what it keeps outlives this process (then a graceful stop leaves resumable
     /// jobs to continue at the next start instead of ending them).
     fn outlives_process(&self) -> bool;
-    /// Writes a batch in one transaction.
-    fn write(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Writes a batch in one transaction. Returns the jobs whose writes a shared store refused
+    /// because another instance took them over (fenced: nothing of theirs was written, the rest
+    /// of the batch was); always empty for a store one process owns.
+    fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError>;
     /// Every kept job with its kept events (at start-up).
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError>;
+    /// The store's shared half, when several instances may use it at once.
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn shared::SharedStore>> {
+        None
+    }
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;
     /// Whether [`housekeeping`](Self::housekeeping) has work to do (cheap: asked after every

@@ -399,9 +399,9 @@ impl JobStore for SqliteStore {
         true
     }
 
-    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut writer = self.lock();
         let Writer { conn, rows } = &mut *writer;
@@ -414,7 +414,7 @@ impl JobStore for SqliteStore {
                 None => rows.remove(&id),
             };
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {

@@ -1,27 +1,32 @@
 //! The Redis store: jobs kept in a Redis server that the process does not own, so they outlive
-//! it (and, with the leases still to come, any one instance).
+//! it and any one instance: several instances share one database (see [`SharedStore`]).
 //!
-//! Layout, under the key prefix `sse-progress:`:
-//! - `job:{id}`: a hash: `kind`, `params`, `owner`, `state` (the newest state, JSON), `status`,
-//!   `checkpoint`, `cancel`, `started_ms`, `ended_ms`;
-//! - `events:{id}`: a stream whose entry ids are the job's sequence numbers (`{seq}-0`), each
-//!   with `k` (`s` a state, `l` a log line) and `d` (its JSON);
-//! - `jobs`: the set of kept job ids.
+//! The key layout and every atomic step are in `scripts`; [`shared`] implements the shared
+//! half of the seam. A batch is one Lua script, so it is applied whole or not at all: the
+//! script first checks every job's lease and that its first new event follows the stream's
+//! newest entry (a duplicate or a gap is refused before anything is written), then writes and
+//! tells the other instances which jobs moved on.
 //!
-//! A batch is one Lua script, so it is applied whole or not at all: the script first checks
-//! every job's first new event follows the stream's newest entry (a duplicate or a gap is
-//! refused before anything is written), then writes.
-//!
-//! For now one server process uses one Redis database at a time; several instances sharing one
-//! need the leases and fencing of the multi-instance work.
+//! The client is redis-rs's synchronous one, on three connections of its own (`Lane`s):
+//! one for the journal's writes, one for the engine's other calls, one for the listener's
+//! reads, so a slow read never delays a write; the listener's subscription has a fourth.
+//! Each is made again after a failure. Why not the async connection manager: the seam is
+//! called from blocking threads already, the pub/sub listener needs its own connection
+//! anyway (a subscribed connection can send nothing else), and blocking reads with a
+//! socket timeout avoid the manager's response timeout cutting long waits short.
+
+mod scripts;
+mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use redis::{Commands, Connection, Script};
+use redis::{Commands, Connection};
 use serde_json::{json, Value};
 
+use self::scripts::Scripts;
+use super::shared::SharedStore;
 use super::{Batch, JobRow, JobStore, LoadedJob, StoreError};
 use crate::jobs::JobEvent;
 use crate::model::{JobId, Snapshot};
@@ -31,71 +36,22 @@ const PREFIX: &str = "sse-progress:";
 /// How long connecting, and any one command, may take before the store says it is unreachable.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Applies one batch (ARGV[2], JSON) under the prefix ARGV[1]: checks, then writes.
-const WRITE_BATCH: &str = r"
-local p = ARGV[1]
-local b = cjson.decode(ARGV[2])
-local created = {}
-for _, c in ipairs(b.created) do
-  if redis.call('EXISTS', p .. 'job:' .. c.id) == 1 then
-    return redis.error_reply('job ' .. c.id .. ' exists already')
-  end
-  created[c.id] = true
-end
-for _, w in ipairs(b.writes) do
-  if #w.events > 0 then
-    local kept = 0
-    if not created[w.id] then
-      if redis.call('EXISTS', p .. 'job:' .. w.id) == 0 then
-        return redis.error_reply('job ' .. w.id .. ' is not kept')
-      end
-      local last = redis.call('XREVRANGE', p .. 'events:' .. w.id, '+', '-', 'COUNT', 1)
-      if #last > 0 then kept = tonumber(string.match(last[1][1], '^(%d+)')) end
-    end
-    if tonumber(w.events[1][1]) ~= kept + 1 then
-      return redis.error_reply('job ' .. w.id .. ': event ' .. w.events[1][1] .. ' does not follow event ' .. kept)
-    end
-  end
-end
-for _, c in ipairs(b.created) do
-  local k = p .. 'job:' .. c.id
-  redis.call('HSET', k, 'kind', c.kind, 'params', c.params, 'state', c.state, 'status', c.status,
-    'created_ms', c.created_ms, 'cancel', '0')
-  if c.owner ~= cjson.null then redis.call('HSET', k, 'owner', c.owner) end
-  redis.call('SADD', p .. 'jobs', c.id)
-end
-for _, w in ipairs(b.writes) do
-  local ek = p .. 'events:' .. w.id
-  local jk = p .. 'job:' .. w.id
-  for _, e in ipairs(w.events) do
-    redis.call('XADD', ek, e[1] .. '-0', 'k', e[2], 'd', e[3])
-  end
-  if w.forget_through ~= '0' then
-    redis.call('XTRIM', ek, 'MINID', (tonumber(w.forget_through) + 1) .. '-0')
-  end
-  if w.state ~= cjson.null then
-    redis.call('HSET', jk, 'state', w.state.json, 'status', w.state.status)
-    if w.state.ended_ms ~= cjson.null then redis.call('HSET', jk, 'ended_ms', w.state.ended_ms) end
-  end
-  if w.started_ms ~= cjson.null then redis.call('HSETNX', jk, 'started_ms', w.started_ms) end
-  if w.checkpoint ~= cjson.null then redis.call('HSET', jk, 'checkpoint', w.checkpoint) end
-  if w.cancel then redis.call('HSET', jk, 'cancel', '1') end
-end
-for _, id in ipairs(b.removed) do
-  redis.call('DEL', p .. 'job:' .. id, p .. 'events:' .. id)
-  redis.call('SREM', p .. 'jobs', id)
-end
-return 'OK'
-";
+/// One connection, made on first use and again after a failure.
+#[derive(Default)]
+struct Lane(Mutex<Option<Connection>>);
 
 /// Jobs kept in Redis.
 pub struct RedisStore {
     /// The address as given, without any password, for messages.
     shown: String,
     client: redis::Client,
-    /// The connection in use; dropped after an I/O error and made again on the next call.
-    conn: Mutex<Option<Connection>>,
-    script: Script,
+    /// The journal's writes.
+    writes: Lane,
+    /// Everything else the engine asks.
+    control: Lane,
+    /// The listener's reads of what other instances appended.
+    reads: Lane,
+    scripts: Scripts,
 }
 
 /// `redis://user:secret@host/0` -> `redis://user:***@host/0`.
@@ -121,7 +77,14 @@ impl RedisStore {
             path: shown.clone().into(),
             reason: format!("{e}; use redis://HOST:PORT/DB"),
         })?;
-        let store = Self { shown, client, conn: Mutex::new(None), script: Script::new(WRITE_BATCH) };
+        let store = Self {
+            shown,
+            client,
+            writes: Lane::default(),
+            control: Lane::default(),
+            reads: Lane::default(),
+            scripts: Scripts::new(),
+        };
         store.ping()?;
         Ok(store)
     }
@@ -130,15 +93,25 @@ impl RedisStore {
         StoreError::Unreachable { url: self.shown.clone(), reason: error.to_string() }
     }
 
-    /// Runs `f` on the connection, connecting first when there is none; an I/O error drops the
-    /// connection so the next call makes a new one.
+    /// A new connection with the store's timeouts.
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = self.client.get_connection_with_timeout(TIMEOUT).map_err(|e| self.unreachable(&e))?;
+        conn.set_read_timeout(Some(TIMEOUT)).map_err(|e| self.unreachable(&e))?;
+        conn.set_write_timeout(Some(TIMEOUT)).map_err(|e| self.unreachable(&e))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on the control lane's connection.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        let mut slot: MutexGuard<'_, Option<Connection>> = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        self.on(&self.control, f)
+    }
+
+    /// Runs `f` on `lane`'s connection, connecting first when there is none; an I/O error
+    /// drops the connection so the next call makes a new one.
+    fn on<T>(&self, lane: &Lane, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        let mut slot: MutexGuard<'_, Option<Connection>> = lane.0.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            let conn = self.client.get_connection_with_timeout(TIMEOUT).map_err(|e| self.unreachable(&e))?;
-            conn.set_read_timeout(Some(TIMEOUT)).map_err(|e| self.unreachable(&e))?;
-            conn.set_write_timeout(Some(TIMEOUT)).map_err(|e| self.unreachable(&e))?;
-            *slot = Some(conn);
+            *slot = Some(self.connect()?);
         }
         let Some(conn) = slot.as_mut() else { return Err(StoreError::Backend("no connection".into())) };
         f(conn).map_err(|e| {
@@ -156,23 +129,22 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
 }
 
+/// A new job as the scripts read it.
+fn row_json(row: &JobRow) -> Result<Value, StoreError> {
+    Ok(json!({
+        "id": row.id.to_string(),
+        "kind": row.kind,
+        "params": row.params.to_string(),
+        "owner": row.owner.as_deref(),
+        "state": to_json(&*row.state)?,
+        "status": row.state.status.as_str(),
+        "created_ms": row.state.created.to_string(),
+    }))
+}
+
 /// The batch as the script reads it: numbers as strings, so Lua never rounds or reformats them.
 fn batch_json(batch: &Batch) -> Result<String, StoreError> {
-    let created = batch
-        .created
-        .iter()
-        .map(|row| {
-            Ok(json!({
-                "id": row.id.to_string(),
-                "kind": row.kind,
-                "params": row.params.to_string(),
-                "owner": row.owner.as_deref(),
-                "state": to_json(&*row.state)?,
-                "status": row.state.status.as_str(),
-                "created_ms": row.state.created.to_string(),
-            }))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let created = batch.created.iter().map(row_json).collect::<Result<Vec<_>, StoreError>>()?;
     let writes = batch
         .writes
         .iter()
@@ -203,6 +175,7 @@ fn batch_json(batch: &Batch) -> Result<String, StoreError> {
                 "checkpoint": w.checkpoint.as_ref().map(Value::to_string),
                 "cancel": w.cancel_requested,
                 "forget_through": w.forget_through.to_string(),
+                "lease": w.lease.to_string(),
             }))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -217,21 +190,28 @@ fn damaged(what: &str, reason: impl std::fmt::Display) -> StoreError {
 /// A stream's entries as read back: (entry id, fields).
 type Entries = Vec<(String, HashMap<String, String>)>;
 
+/// One job's hash and stream, as a pipeline answers them.
+fn job_queries(pipe: &mut redis::Pipeline, id: JobId) {
+    pipe.hgetall(format!("{PREFIX}job:{id}")).cmd("XRANGE").arg(format!("{PREFIX}events:{id}")).arg("-").arg("+");
+}
+
+/// One event from its stream entry.
+fn read_event(what: &str, entry: &str, fields: &HashMap<String, String>) -> Result<JobEvent, StoreError> {
+    let data = fields.get("d").map(String::as_str).unwrap_or_default();
+    let bad = |e: serde_json::Error| damaged(&format!("{what}, event {entry}"), e);
+    Ok(match fields.get("k").map(String::as_str) {
+        Some("l") => JobEvent::Log(Arc::new(serde_json::from_str(data).map_err(bad)?)),
+        _ => JobEvent::State(Arc::new(serde_json::from_str(data).map_err(bad)?)),
+    })
+}
+
 /// One job read back from its hash and its stream.
 fn read_job(id: JobId, hash: &HashMap<String, String>, entries: &Entries) -> Result<LoadedJob, StoreError> {
     let what = format!("job {id}");
     let field = |name: &str| hash.get(name).map(String::as_str);
     let state: Snapshot = serde_json::from_str(field("state").unwrap_or_default()).map_err(|e| damaged(&what, e))?;
     let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
-    let mut events = Vec::with_capacity(entries.len());
-    for (entry, fields) in entries {
-        let data = fields.get("d").map(String::as_str).unwrap_or_default();
-        let event = match fields.get("k").map(String::as_str) {
-            Some("l") => JobEvent::Log(Arc::new(serde_json::from_str(data).map_err(|e| damaged(&format!("{what}, event {entry}"), e))?)),
-            _ => JobEvent::State(Arc::new(serde_json::from_str(data).map_err(|e| damaged(&format!("{what}, event {entry}"), e))?)),
-        };
-        events.push(event);
-    }
+    let events = entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<Vec<_>, _>>()?;
     let row = JobRow {
         id,
         kind: field("kind").unwrap_or_default().to_string(),
@@ -258,12 +238,17 @@ impl JobStore for RedisStore {
         true
     }
 
-    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let encoded = batch_json(batch)?;
-        self.with(|conn| self.script.arg(PREFIX).arg(&encoded).invoke::<()>(conn))
+        let fenced: Vec<String> = self.on(&self.writes, |conn| self.scripts.write_batch.arg(PREFIX).arg(&encoded).invoke(conn))?;
+        fenced.iter().map(|id| id.parse().map_err(|e| damaged(&format!("job id {id:?}"), e))).collect()
+    }
+
+    fn shared(self: Arc<Self>) -> Option<Arc<dyn SharedStore>> {
+        Some(self)
     }
 
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {
@@ -272,13 +257,9 @@ impl JobStore for RedisStore {
         for text in ids {
             let id: JobId = text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))?;
             let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
-                redis::pipe()
-                    .hgetall(format!("{PREFIX}job:{id}"))
-                    .cmd("XRANGE")
-                    .arg(format!("{PREFIX}events:{id}"))
-                    .arg("-")
-                    .arg("+")
-                    .query(conn)
+                let mut pipe = redis::pipe();
+                job_queries(&mut pipe, id);
+                pipe.query(conn)
             })?;
             if hash.is_empty() {
                 continue;

@@ -1,0 +1,281 @@
+//! The shared half of the seam on Redis: every step that must hold across instances is one of
+//! the `scripts`; reads are pipelines; notices come over pub/sub on a connection of their own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{damaged, job_queries, read_event, read_job, row_json, to_json, Entries, RedisStore, PREFIX};
+use crate::jobs::store::shared::{
+    Admission, Admitted, Beat, Bounds, CancelReply, Claimed, Counts, Listener, Notice, Refused, SharedStore, Token,
+};
+use crate::jobs::store::{JobRow, LoadedJob, StoreError};
+use crate::jobs::JobEvent;
+use crate::model::{JobId, JobStatus, Snapshot};
+
+/// Most expired leases taken over in one go, and most ended jobs forgotten in one go.
+const REAP_AT_ONCE: usize = 256;
+const EXPIRE_AT_ONCE: usize = 1_000;
+/// How long the listener waits for a notice before it says nothing came.
+const LISTEN_TICK: Duration = Duration::from_secs(1);
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+fn parse_id(text: &str) -> Result<JobId, StoreError> {
+    text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))
+}
+
+/// Reads a notice off the `notify` channel; `None` for anything else.
+fn parse_notice(text: &str) -> Option<Notice> {
+    let (tag, rest) = text.split_once(' ').unwrap_or((text, ""));
+    match tag {
+        "e" => Some(Notice::Appended(
+            rest.split(' ')
+                .filter_map(|pair| {
+                    let (id, seq) = pair.split_once(':')?;
+                    Some((id.parse().ok()?, seq.parse().ok()?))
+                })
+                .collect(),
+        )),
+        "c" => {
+            let (id, owner) = rest.split_once(' ')?;
+            Some(Notice::Created { id: id.parse().ok()?, owner: (owner != "-").then(|| owner.to_string()) })
+        }
+        "x" => Some(Notice::CancelRequested(rest.parse().ok()?)),
+        "q" => Some(Notice::QueueMoved),
+        _ => None,
+    }
+}
+
+impl RedisStore {
+    /// The jobs of `(id, token)` pairs a script returned, each read back.
+    fn load_claimed(&self, taken: Vec<(String, String)>) -> Result<Vec<Claimed>, StoreError> {
+        let mut claimed = Vec::with_capacity(taken.len());
+        for (id, token) in taken {
+            let id = parse_id(&id)?;
+            let token: Token = token.parse().map_err(|e| damaged(&format!("the token of job {id}"), e))?;
+            if let Some(job) = self.job(id)? {
+                claimed.push(Claimed { token, job });
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn pairs_args<'a>(script: &'a redis::Script, leases: &[(JobId, Token)]) -> redis::ScriptInvocation<'a> {
+        let mut call = script.arg(PREFIX);
+        for (id, token) in leases {
+            call.arg(id.to_string()).arg(token.to_string());
+        }
+        call
+    }
+}
+
+impl SharedStore for RedisStore {
+    fn admit(&self, instance: &str, row: &JobRow, bounds: &Bounds) -> Result<Admission, StoreError> {
+        let job = to_json(&row_json(row)?)?;
+        let reply: Vec<String> = self.with(|conn| {
+            self.scripts
+                .admit
+                .arg(PREFIX)
+                .arg(instance)
+                .arg(millis(bounds.lease))
+                .arg(bounds.max_running)
+                .arg(bounds.max_queued)
+                .arg(bounds.max_active_per_owner)
+                .arg(bounds.max_jobs)
+                .arg(&job)
+                .invoke(conn)
+        })?;
+        let refused = |why| Ok(Admission { decision: Err(why), evicted: Vec::new() });
+        match reply.first().map(String::as_str) {
+            Some("owner_limit") => refused(Refused::OwnerLimit),
+            Some("queue_full") => refused(Refused::QueueFull),
+            Some("full") => refused(Refused::Full),
+            Some("ok") if reply.len() >= 2 => {
+                let token: Token = reply[1].parse().map_err(|e| damaged("an admission's token", e))?;
+                let evicted = reply[2..].iter().map(|id| parse_id(id)).collect::<Result<_, _>>()?;
+                let decision = Ok(if token == 0 { Admitted::Queued } else { Admitted::Run(token) });
+                Ok(Admission { decision, evicted })
+            }
+            _ => Err(damaged("an admission", format!("unexpected reply {reply:?}"))),
+        }
+    }
+
+    fn claim(&self, instance: &str, bounds: &Bounds, most: usize) -> Result<Vec<Claimed>, StoreError> {
+        let taken: Vec<(String, String)> = self.with(|conn| {
+            self.scripts
+                .claim
+                .arg(PREFIX)
+                .arg(instance)
+                .arg(millis(bounds.lease))
+                .arg(bounds.max_running)
+                .arg(most)
+                .invoke(conn)
+        })?;
+        self.load_claimed(taken)
+    }
+
+    fn reap(&self, instance: &str, bounds: &Bounds) -> Result<Vec<Claimed>, StoreError> {
+        let taken: Vec<(String, String)> = self.with(|conn| {
+            self.scripts.reap.arg(PREFIX).arg(instance).arg(millis(bounds.lease)).arg(REAP_AT_ONCE).invoke(conn)
+        })?;
+        self.load_claimed(taken)
+    }
+
+    fn heartbeat(&self, _instance: &str, leases: &[(JobId, Token)], lease: Duration) -> Result<Beat, StoreError> {
+        if leases.is_empty() {
+            return Ok(Beat::default());
+        }
+        let (lost, cancelled): (Vec<String>, Vec<String>) = self.with(|conn| {
+            let mut call = self.scripts.heartbeat.arg(PREFIX);
+            call.arg(millis(lease));
+            for (id, token) in leases {
+                call.arg(id.to_string()).arg(token.to_string());
+            }
+            call.invoke(conn)
+        })?;
+        let ids = |list: Vec<String>| list.iter().map(|id| parse_id(id)).collect::<Result<Vec<_>, _>>();
+        Ok(Beat { lost: ids(lost)?, cancelled: ids(cancelled)? })
+    }
+
+    fn release(&self, leases: &[(JobId, Token)]) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        self.with(|conn| Self::pairs_args(&self.scripts.release, leases).invoke::<()>(conn))
+    }
+
+    fn request_cancel(&self, instance: &str, id: JobId, bounds: &Bounds) -> Result<CancelReply, StoreError> {
+        let reply: Vec<String> = self.with(|conn| {
+            self.scripts.cancel.arg(PREFIX).arg(instance).arg(millis(bounds.lease)).arg(id.to_string()).invoke(conn)
+        })?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("unknown"), _) => Ok(CancelReply::Unknown),
+            (Some("requested"), _) => Ok(CancelReply::Requested),
+            (Some("ended"), Some(status)) => {
+                let status: JobStatus = serde_json::from_value(serde_json::Value::String(status.clone()))
+                    .map_err(|e| damaged(&format!("the status of job {id}"), e))?;
+                Ok(CancelReply::Ended(status))
+            }
+            (Some("claimed"), Some(token)) => {
+                let mut claimed = self.load_claimed(vec![(id.to_string(), token.clone())])?;
+                Ok(claimed.pop().map_or(CancelReply::Unknown, CancelReply::Claimed))
+            }
+            _ => Err(damaged("a cancel request", format!("unexpected reply {reply:?}"))),
+        }
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<LoadedJob>, StoreError> {
+        let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
+            let mut pipe = redis::pipe();
+            job_queries(&mut pipe, id);
+            pipe.query(conn)
+        })?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        read_job(id, &hash, &entries).map(Some)
+    }
+
+    fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<(Vec<JobEvent>, Snapshot)>>, StoreError> {
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, after) in cursors {
+            // The state first: the events read after it reach at least as far.
+            pipe.hget(format!("{PREFIX}job:{id}"), "state");
+            pipe.cmd("XRANGE").arg(format!("{PREFIX}events:{id}")).arg(format!("{}-0", after + 1)).arg("+");
+        }
+        let replies: Vec<redis::Value> = self.on(&self.reads, |conn| pipe.query(conn))?;
+        let mut out = Vec::with_capacity(cursors.len());
+        for ((id, _), pair) in cursors.iter().zip(replies.chunks(2)) {
+            let what = format!("job {id}");
+            let state: Option<String> = redis::from_redis_value_ref(&pair[0]).map_err(|e| damaged(&what, e))?;
+            let Some(state) = state else {
+                out.push(None);
+                continue;
+            };
+            let state: Snapshot = serde_json::from_str(&state).map_err(|e| damaged(&what, e))?;
+            let entries: Entries = redis::from_redis_value_ref(&pair[1]).map_err(|e| damaged(&what, e))?;
+            let events = entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<_, _>>()?;
+            out.push(Some((events, state)));
+        }
+        Ok(out)
+    }
+
+    fn owner_jobs(&self, owner: &str) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = self.with(|conn| {
+            redis::cmd("ZRANGE").arg(format!("{PREFIX}owner:{owner}")).arg(0).arg(-1).arg("REV").query(conn)
+        })?;
+        ids.iter().map(|id| parse_id(id)).collect()
+    }
+
+    fn queue_position(&self, id: JobId) -> Result<Option<u32>, StoreError> {
+        let rank: Option<u64> = self.with(|conn| redis::cmd("ZRANK").arg(format!("{PREFIX}queue")).arg(id.to_string()).query(conn))?;
+        Ok(rank.map(|r| u32::try_from(r + 1).unwrap_or(u32::MAX)))
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        let (jobs, queued, running): (u64, u64, u64) = self.with(|conn| {
+            redis::pipe()
+                .scard(format!("{PREFIX}jobs"))
+                .zcard(format!("{PREFIX}queue"))
+                .zcard(format!("{PREFIX}running"))
+                .query(conn)
+        })?;
+        Ok(Counts { jobs, queued, running })
+    }
+
+    fn expire_ended(&self, ended_by: u64) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            self.scripts.expire_ended.arg(PREFIX).arg(ended_by.to_string()).arg(EXPIRE_AT_ONCE).invoke(conn)
+        })
+    }
+
+    fn listen(&self, listener: &mut Listener<'_>) -> Result<(), StoreError> {
+        let mut conn = self.client.get_connection_with_timeout(super::TIMEOUT).map_err(|e| self.unreachable(&e))?;
+        let mut pubsub = conn.as_pubsub();
+        pubsub.subscribe(format!("{PREFIX}notify")).map_err(|e| self.unreachable(&e))?;
+        pubsub.set_read_timeout(Some(LISTEN_TICK)).map_err(|e| self.unreachable(&e))?;
+        // Subscribed: whatever is appended from now on is told; what came before, the
+        // listener reads now.
+        if !listener(None) {
+            return Ok(());
+        }
+        loop {
+            let notice = match pubsub.get_message() {
+                Ok(message) => match message.get_payload::<String>() {
+                    Ok(text) => match parse_notice(&text) {
+                        Some(notice) => Some(notice),
+                        None => continue,
+                    },
+                    Err(_) => continue,
+                },
+                Err(e) if e.is_timeout() => None,
+                Err(e) => return Err(self.unreachable(&e)),
+            };
+            if !listener(notice) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_read_back_as_written() {
+        let a: JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().expect("id");
+        let b = JobId::new_random();
+        assert_eq!(parse_notice(&format!("e {a}:7 {b}:12")), Some(Notice::Appended(vec![(a, 7), (b, 12)])));
+        assert_eq!(parse_notice(&format!("c {a} 0123abcd")), Some(Notice::Created { id: a, owner: Some("0123abcd".into()) }));
+        assert_eq!(parse_notice(&format!("c {a} -")), Some(Notice::Created { id: a, owner: None }));
+        assert_eq!(parse_notice(&format!("x {a}")), Some(Notice::CancelRequested(a)));
+        assert_eq!(parse_notice("q"), Some(Notice::QueueMoved));
+        assert_eq!(parse_notice("zz"), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! Several instances of the real binary on one real `redis-server`: any instance serves any
+//! job, a job started on one is followed live from the others, cancel reaches a job wherever
+//! it runs, and killing or stalling instances loses nothing anyone was shown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::client::{assert_contiguous, drain, seq_of, Client};
+use common::process::{RedisProcess, ServerProcess};
+use eventsource_stream::{Event, Eventsource};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Redis and `n` instances on it, with `env` for each.
+async fn cluster(n: usize, env: &[(&str, &str)]) -> (RedisProcess, Vec<ServerProcess>) {
+    let redis = RedisProcess::start().await;
+    let mut instances = Vec::new();
+    for _ in 0..n {
+        instances.push(ServerProcess::start_with(&redis.url, 0, env).await);
+    }
+    (redis, instances)
+}
+
+/// What a viewer compares: each event's id and data.
+fn trail(events: &[Event]) -> Vec<(String, String)> {
+    events.iter().map(|e| (e.id.clone(), e.data.clone())).collect()
+}
+
+fn state(event: &Event) -> Value {
+    serde_json::from_str(&event.data).expect("json data")
+}
+
+/// The last state event of a stream.
+fn last_state(events: &[Event]) -> Value {
+    events.iter().rev().find(|e| e.event != "log" && e.event != "end").map(state).expect("a state event")
+}
+
+#[tokio::test]
+async fn three_instances_serve_any_job_as_one() {
+    let (_redis, servers) = cluster(3, &[]).await;
+    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let mut client = Client::new();
+    client.start(a, "ticker", json!({"steps": 1, "interval_ms": 0})).await; // the owner's token
+
+    // The owner's feed on B, open before the job is started on A.
+    let feed = client.auth(client.http.get(b.url("/api/events"))).send().await.expect("feed");
+    assert_eq!(feed.status(), 200);
+    let mut feed = feed.bytes_stream().eventsource();
+
+    let id = client.start(a, "ticker", json!({"steps": 20, "interval_ms": 50})).await;
+    let (on_b, on_c) = tokio::join!(drain(client.events(b, &id, None).await), drain(client.events(c, &id, None).await));
+    assert_contiguous(&on_b, 1);
+    assert_eq!(trail(&on_b), trail(&on_c), "B and C saw the same events");
+    assert_eq!(last_state(&on_b)["status"], "completed");
+    assert_eq!(last_state(&on_b)["data"], json!({"ticks": 20}));
+
+    let late = drain(client.events(c, &id, None).await).await;
+    assert_eq!(trail(&late), trail(&on_b), "a late subscriber on C misses nothing");
+    let resumed = drain(client.events(b, &id, Some(7)).await).await;
+    assert_eq!(trail(&resumed), trail(&on_b)[7..].to_vec(), "Last-Event-ID works on any instance");
+    for server in [a, b, c] {
+        let (code, job) = client.job(server, &id).await;
+        assert_eq!((code, job["status"].as_str()), (200, Some("completed")), "every instance serves the job");
+    }
+
+    // B's feed showed the job A ran, to its end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, feed.next()).await.expect("the feed tells of A's job").expect("open").expect("event");
+        if event.event == "end" && state(&event)["job"] == id.as_str() {
+            assert_eq!(state(&event)["status"], "completed");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancel_through_any_instance_stops_the_job_where_it_runs() {
+    let (_redis, servers) = cluster(3, &[]).await;
+    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let mut client = Client::new();
+    for runs_on in [a, b] {
+        let id = client.start(runs_on, "ticker", json!({"steps": 1000, "interval_ms": 100})).await;
+        client.wait_for(c, &id, "running").await;
+        let asked = Instant::now();
+        let response = client.auth(client.http.delete(c.url(&format!("/api/jobs/{id}")))).send().await.expect("cancel");
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+        let ended = client.wait_for(runs_on, &id, "cancelled").await;
+        println!("cancel through C reached the job on {}: {:?}", runs_on.port, asked.elapsed());
+        assert!(ended["step_index"].as_u64().unwrap_or(1000) < 1000, "it stopped where it was: {ended}");
+    }
+    // A waiting job is cancelled through any instance too, and never runs.
+}
+
+#[tokio::test]
+async fn killed_instances_lose_nothing_and_their_jobs_end_or_go_on_elsewhere() {
+    let (_redis, mut servers) = cluster(3, &[("SSE_PROGRESS_LEASE_MS", "3000")]).await;
+    let survivor = servers.pop().expect("C");
+    let mut client = Client::new();
+    let mut jobs = Vec::new();
+    for server in &servers {
+        jobs.push((client.start(server, "ticker", json!({"steps": 40, "interval_ms": 100})).await, "completed"));
+        jobs.push((client.start(server, "failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await, "interrupted"));
+    }
+    for (id, _) in &jobs {
+        client.wait_for(&survivor, id, "running").await;
+    }
+    // A viewer of A's first job, connected to A itself.
+    let on_a = client.events(&servers[0], &jobs[0].0, None).await;
+    let mut on_a = on_a.bytes_stream().eventsource();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let event = on_a.next().await.expect("open").expect("event");
+        if !event.event.is_empty() {
+            seen.push(event);
+        }
+    }
+    let mut followers = Vec::new();
+    for (id, _) in &jobs {
+        followers.push(client.events(&survivor, id, None).await);
+    }
+    let killed = Instant::now();
+    for server in servers.drain(..) {
+        server.kill().await;
+    }
+    drop(on_a);
+    let followed = futures::future::join_all(followers.into_iter().map(drain)).await;
+    println!("every job ended or went on within {:?} of the kills", killed.elapsed());
+    for ((id, ending), events) in jobs.iter().zip(&followed) {
+        assert_contiguous(events, 1);
+        let last = last_state(events);
+        assert_eq!(last["status"], *ending, "job {id}: {last}");
+    }
+    // The viewer of A reconnects (through the balancer) to C and resumes where it was.
+    let last_seen = seq_of(seen.last().expect("events"));
+    let rest = drain(client.events(&survivor, &jobs[0].0, Some(last_seen)).await).await;
+    assert_contiguous(&rest, last_seen + 1);
+    let mut whole = seen.clone();
+    whole.extend(rest);
+    assert_eq!(trail(&whole), trail(&followed[0]), "what A showed is what the store kept");
+}
+
+#[tokio::test]
+async fn a_stalled_instance_never_writes_into_a_job_taken_over() {
+    let (_redis, servers) = cluster(2, &[("SSE_PROGRESS_LEASE_MS", "2000")]).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let mut client = Client::new();
+    let id = client.start(a, "ticker", json!({"steps": 60, "interval_ms": 100})).await;
+    client.wait_for(b, &id, "running").await;
+    let following = client.events(b, &id, None).await;
+    a.signal("STOP");
+    let (_, at_stop) = client.job(b, &id).await;
+    let stalled_at = at_stop["seq"].as_u64().expect("a seq");
+    // B takes the job over once A's lease expires (A writes nothing while stopped); then A
+    // wakes up, still thinking it runs the job.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, job) = client.job(b, &id).await;
+        if job["seq"].as_u64().is_some_and(|seq| seq > stalled_at + 3) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never took the job over: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.signal("CONT");
+    let events = drain(following).await;
+    assert_contiguous(&events, 1);
+    let last = last_state(&events);
+    assert_eq!((last["status"].as_str(), last["data"].clone()), (Some("completed"), json!({"ticks": 60})));
+    let ticks: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event != "log" && e.event != "end")
+        .map(state)
+        .filter(|s| s["message"].as_str().is_some_and(|m| m.starts_with("Tick ")))
+        .map(|s| s["step_index"].as_u64().expect("a step"))
+        .collect();
+    assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
+    // A still serves the job, as the store has it.
+    let (code, on_a) = client.job(a, &id).await;
+    assert_eq!((code, on_a["seq"].clone()), (200, last["seq"].clone()));
+}
