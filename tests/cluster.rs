@@ -176,7 +176,84 @@ async fn a_stalled_instance_never_writes_into_a_job_taken_over() {
         .map(|s| s["step_index"].as_u64().expect("a step"))
         .collect();
     assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
-    // A still serves the job, as the store has it.
+    // A still serves the job, as the store has it, and says it lost it.
     let (code, on_a) = client.job(a, &id).await;
     assert_eq!((code, on_a["seq"].clone()), (200, last["seq"].clone()));
+    let metrics = client.http.get(a.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let lost = metrics.lines().find(|l| l.starts_with("sse_progress_leases_lost_total")).expect("the metric");
+    assert!(lost.ends_with(" 1"), "A noticed it lost the job: {lost}");
+}
+
+#[tokio::test]
+async fn a_redis_restart_under_load_loses_nothing_and_everything_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("a folder");
+    let redis = RedisProcess::start_durable(dir.path(), 0).await;
+    let (url, port) = (redis.url.clone(), redis.port());
+    let a = ServerProcess::start(&url, 0).await;
+    let b = ServerProcess::start(&url, 0).await;
+    let mut client = Client::new();
+    let mut jobs = Vec::new();
+    for server in [&a, &b, &a] {
+        jobs.push(client.start(server, "ticker", json!({"steps": 40, "interval_ms": 100})).await);
+    }
+    let mut followers = Vec::new();
+    for id in &jobs {
+        client.wait_for(&b, id, "running").await;
+        followers.push(client.events(&b, id, None).await);
+    }
+    drop(redis); // killed mid-load
+    for server in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let response = client.http.get(server.url("/readyz")).send().await.expect("the instance stays up");
+            if response.status() == 503 {
+                let body: Value = response.json().await.expect("json");
+                assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "/readyz never said not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _redis = RedisProcess::start_durable(dir.path(), port).await;
+    for server in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while client.http.get(server.url("/readyz")).send().await.expect("up").status() != 200 {
+            assert!(tokio::time::Instant::now() < deadline, "/readyz never recovered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let followed = futures::future::join_all(followers.into_iter().map(drain)).await;
+    for (id, events) in jobs.iter().zip(&followed) {
+        assert_contiguous(events, 1);
+        let last = last_state(events);
+        assert_eq!((last["status"].as_str(), last["data"].clone()), (Some("completed"), json!({"ticks": 40})), "job {id}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_tell_an_operator_what_each_instance_does() {
+    let (_redis, servers) = cluster(2, &[]).await;
+    let mut client = Client::new();
+    let id = client.start(&servers[0], "ticker", json!({"steps": 3, "interval_ms": 10})).await;
+    drain(client.events(&servers[1], &id, None).await).await;
+    let text = client.http.get(servers[0].url("/metrics")).send().await.expect("metrics");
+    assert_eq!(text.status(), 200);
+    assert!(text.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/plain; version=0.0.4"));
+    let text = text.text().await.expect("text");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(value("sse_progress_events_appended_total") >= 5.0, "{text}");
+    assert!(value("sse_progress_store_write_seconds_count") >= 1.0);
+    assert_eq!(value("sse_progress_queue_length"), 0.0);
+    assert!(text.contains("sse_progress_lease_expiries_total{instance="));
+    let on_b = client.http.get(servers[1].url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let delivered = on_b.lines().find(|l| l.starts_with("sse_progress_events_delivered_total")).expect("delivered");
+    assert!(!delivered.ends_with(" 0"), "B delivered A's events: {delivered}");
 }

@@ -39,8 +39,6 @@ const CLAIM_AT_ONCE: usize = 16;
 pub(crate) struct ClusterCounters {
     /// Jobs taken over from an instance whose lease expired.
     pub(crate) lease_expiries: AtomicU64,
-    /// Jobs this instance lost to another one (it stalled past its lease).
-    pub(crate) leases_lost: AtomicU64,
     /// Store calls that failed (and were retried).
     pub(crate) store_errors: AtomicU64,
 }
@@ -348,9 +346,9 @@ async fn heartbeats(engine: Weak<Inner>) {
         match blocking(move || shared.heartbeat(&instance, &leases, lease)).await {
             Ok(beat) => {
                 for id in beat.lost {
-                    cluster.counters.leases_lost.fetch_add(1, Ordering::Relaxed);
                     cluster.unhold(id);
-                    if let Some(record) = inner.table.get(id) {
+                    if let Some(record) = inner.table.get(id).filter(|r| !r.is_mirror()) {
+                        inner.journal.counters().leases_lost.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%id, "another instance took this job over (this one stalled past its lease); stopping it here");
                         record.lose();
                     }

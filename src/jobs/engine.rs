@@ -3,6 +3,7 @@
 //! at shutdown. With a store several instances share, admission, the queue and leases are the
 //! store's (see `cluster`), and any instance serves any job.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use super::record::{JobRecord, RecordContext, RecordLimits};
 use super::registry::KindRegistry;
 use super::runner::{interrupt, Outcome, RESTARTED};
 use super::scheduler::{Admission, Scheduler};
+use super::stats::{EngineStats, SharedStats};
 use super::store::shared::{Admitted, Bounds, CancelReply, Claimed, Refused};
 use super::store::{memory::MemoryStore, JobStore, StoreError};
 use super::table::{JobTable, Refusal};
@@ -477,7 +479,8 @@ impl JobEngine {
     /// Follows a job: the events after sequence `after` (all of them for `None`), then the
     /// live tail, ending after the terminal event. `None` for an unknown job.
     pub async fn subscribe(&self, id: JobId, after: Option<u64>) -> Option<Subscription> {
-        self.inner.find(id).await.map(|r| Subscription::new(r, after.unwrap_or(0)))
+        let counters = self.inner.journal.counters().clone();
+        self.inner.find(id).await.map(|r| Subscription::new(r, after.unwrap_or(0), counters))
     }
 
     /// Asks a job to stop: the request is stored (so it holds across a restart) and the job's
@@ -530,6 +533,48 @@ impl JobEngine {
             _ => Duration::from_secs(2),
         };
         Some(estimate.clamp(Duration::from_secs(1), Duration::from_secs(10)))
+    }
+
+    /// The engine's numbers, for operators (`/metrics`): with a shared store this asks it for
+    /// the global counts too.
+    pub async fn stats(&self) -> EngineStats {
+        let inner = &self.inner;
+        let counters = inner.journal.counters();
+        let mut by_status: std::collections::BTreeMap<&'static str, (JobStatus, u64)> = std::collections::BTreeMap::new();
+        for record in inner.table.all() {
+            if let Some(state) = record.snapshot() {
+                by_status.entry(state.status.as_str()).or_insert((state.status, 0)).1 += 1;
+            }
+        }
+        let shared = match &inner.cluster {
+            None => None,
+            Some(cluster) => {
+                let store = cluster.shared.clone();
+                let counts = blocking(move || store.counts()).await.unwrap_or_default();
+                let c = &cluster.counters;
+                Some(SharedStats {
+                    instance: cluster.instance.clone(),
+                    jobs: counts.jobs,
+                    queued: counts.queued,
+                    running: counts.running,
+                    held: cluster.holding() as u64,
+                    lease_expiries: c.lease_expiries.load(Ordering::Relaxed),
+                    leases_lost: counters.leases_lost.load(Ordering::Relaxed),
+                    store_errors: c.store_errors.load(Ordering::Relaxed),
+                })
+            }
+        };
+        let opened = counters.subscriptions_opened.load(Ordering::Relaxed);
+        let closed = counters.subscriptions_closed.load(Ordering::Relaxed);
+        EngineStats {
+            jobs_by_status: by_status.into_values().collect(),
+            queued: inner.scheduler.queued() as u64,
+            events_appended: counters.events_appended.load(Ordering::Relaxed),
+            events_delivered: counters.events_delivered.load(Ordering::Relaxed),
+            subscriptions_open: opened.saturating_sub(closed),
+            store_writes: counters.write_histogram(),
+            shared,
+        }
     }
 
     /// How many jobs are kept, running and ended.

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{JobEvent, JobRecord};
+use super::stats::Counters;
 use super::store::{Batch, JobRow, JobStore, JobWrite, StoreError};
 use crate::model::{JobId, JobStatus, Snapshot};
 
@@ -54,6 +55,7 @@ struct Health {
 pub(crate) struct Journal {
     tx: mpsc::UnboundedSender<Entry>,
     health: Arc<Health>,
+    counters: Arc<Counters>,
 }
 
 impl Journal {
@@ -62,8 +64,14 @@ impl Journal {
     pub(crate) fn start(store: Arc<dyn JobStore>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
-        tokio::spawn(run(store, rx, health.clone()));
-        Self { tx, health }
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(store, rx, health.clone(), counters.clone()));
+        Self { tx, health, counters }
+    }
+
+    /// The engine's counts (the journal counts what it writes; subscriptions count the rest).
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     fn send(&self, entry: Entry) {
@@ -167,7 +175,7 @@ impl Assembly {
     }
 }
 
-async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, health: Arc<Health>) {
+async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, health: Arc<Health>, counters: Arc<Counters>) {
     let mut entries = Vec::new();
     while rx.recv_many(&mut entries, MAX_BATCH).await > 0 {
         let mut assembly = Assembly::default();
@@ -175,11 +183,14 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
             assembly.add(entry);
         }
         let Assembly { batch, publish, flushes, .. } = assembly;
-        let fenced = write_until_stored(&store, batch, &health).await;
+        let fenced = write_until_stored(&store, batch, &health, &counters).await;
         for (record, state) in publish {
             if fenced.contains(&record.id) {
-                tracing::warn!(id = %record.id, "another instance took this job over; this one stops it and follows");
-                record.lose();
+                if !record.is_mirror() {
+                    counters.leases_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(id = %record.id, "another instance took this job over; this one stops it and follows");
+                    record.lose();
+                }
             } else if let Some(state) = state {
                 record.publish(state);
             }
@@ -199,19 +210,22 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
 
 /// Writes `batch` on the blocking pool, retrying with a growing pause for as long as the store
 /// refuses it. Returns the jobs whose writes were fenced.
-async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health) -> Vec<JobId> {
+async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health, counters: &Counters) -> Vec<JobId> {
     if batch.is_empty() {
         return Vec::new();
     }
+    let events = batch.writes.iter().map(|w| w.events.len()).sum();
     let batch = Arc::new(batch);
     let mut pause = RETRY_FIRST;
     loop {
         let (writer, todo) = (store.clone(), batch.clone());
+        let began = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || writer.write(&todo))
             .await
             .unwrap_or_else(|e| Err(StoreError::Backend(format!("the write stopped: {e}"))));
         match written {
             Ok(fenced) => {
+                counters.written(events, began.elapsed());
                 if health.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(store = %store.describe(), "the job store takes writes again");
                 }

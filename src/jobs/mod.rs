@@ -7,12 +7,16 @@
 //! - [`engine`]: [`JobEngine`], the cheap-to-clone handle: start, snapshot, subscribe, cancel,
 //!   shutdown, the sweep that forgets ended jobs after their retention, and picking up what a
 //!   previous process left in the store.
-//! - [`store`]: the storage seam, [`store::JobStore`], and its backends (`memory`, `sqlite`).
+//! - [`store`]: the storage seam, [`store::JobStore`] (and [`store::shared::SharedStore`] for a
+//!   store several instances share), and its backends (`memory`, `sqlite`, `redis`).
 //! - `journal` (private): the one writer: batches events into the store, then publishes them.
 //! - `table` (private): the jobs this process holds, by id and by owner; the engine and the
 //!   log layer both look jobs up there.
 //! - `record` (private): one job's state, replay log and wake-up signal.
 //! - `runner` (private): runs one job's code and records how it ended.
+//! - `cluster` (private): this instance's part in a store several instances share: leases,
+//!   heartbeats, claims, take-overs, and mirrors of other instances' jobs kept live.
+//! - [`stats`]: the numbers operators watch (`/metrics`).
 //! - `clock` (private): wall-clock milliseconds that follow Tokio's (pausable) time.
 //! - [`logs`]: [`logs::JobLogLayer`], the `tracing` layer that turns what a job's code logs into
 //!   `log` events on that job's stream.
@@ -59,6 +63,7 @@ pub mod registry;
 pub mod reporter;
 mod runner;
 mod scheduler;
+pub mod stats;
 pub mod store;
 pub mod subscription;
 mod table;

@@ -2,12 +2,14 @@
 //! live tail, until the job's terminal event.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::Stream;
 use tokio::sync::watch;
 
 use super::record::{CatchUp, JobEvent, JobRecord};
+use super::stats::Counters;
 use crate::model::{LogLine, Snapshot};
 
 /// One thing a subscriber is told.
@@ -49,17 +51,26 @@ pub struct Subscription {
     wake: watch::Receiver<u64>,
     buffered: VecDeque<JobEvent>,
     finished: bool,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.counters.subscriptions_closed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Subscription {
-    pub(crate) fn new(record: Arc<JobRecord>, after: u64) -> Self {
+    pub(crate) fn new(record: Arc<JobRecord>, after: u64, counters: Arc<Counters>) -> Self {
         let wake = record.watch();
+        counters.subscriptions_opened.fetch_add(1, Ordering::Relaxed);
         Self {
             record,
             cursor: after,
             wake,
             buffered: VecDeque::new(),
             finished: false,
+            counters,
         }
     }
 
@@ -74,6 +85,7 @@ impl Subscription {
         loop {
             if let Some(event) = self.buffered.pop_front() {
                 self.cursor = event.seq();
+                self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);
                 return Some(match event {
                     JobEvent::State(state) => {
                         self.finished = state.status.is_terminal();
@@ -92,6 +104,7 @@ impl Subscription {
                 CatchUp::Events(events) => self.buffered.extend(events),
                 CatchUp::Reset(state) => {
                     self.cursor = state.seq;
+                    self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);
                     self.finished = state.status.is_terminal();
                     return Some(Delivery::Reset(state));
                 }

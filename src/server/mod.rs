@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod owner;
 pub mod owner_events;
@@ -51,6 +52,7 @@ fn api_router() -> Router<AppState> {
         .route("/api/events", get(owner_events::owner_events).fallback(only("GET, HEAD")))
         .route("/healthz", get(health::healthz).fallback(only("GET, HEAD")))
         .route("/readyz", get(health::readyz).fallback(only("GET, HEAD")))
+        .route("/metrics", get(metrics::metrics).fallback(only("GET, HEAD")))
         .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
         .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

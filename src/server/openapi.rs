@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{api, error, events, health, owner_events};
+use super::{api, error, events, health, metrics, owner_events};
 use crate::model::{JobStatus, KindDescription, LogLevel, LogLine, Snapshot};
 
 /// The API's description.
@@ -25,7 +25,8 @@ use crate::model::{JobStatus, KindDescription, LogLevel, LogLine, Snapshot};
         events::job_events,
         owner_events::owner_events,
         health::healthz,
-        health::readyz
+        health::readyz,
+        metrics::metrics
     ),
     components(schemas(
         Snapshot,

@@ -70,7 +70,7 @@ fn from_cookie(parts_headers: &axum::http::HeaderMap) -> Option<String> {
 /// server functions, and gives a new browser its cookie.
 pub async fn identify(mut request: Request, next: Next) -> Response {
     // Probes of load balancers and orchestrators own nothing and get no cookie.
-    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
     let bearer = request

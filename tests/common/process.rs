@@ -134,8 +134,30 @@ impl RedisProcess {
     /// Starts it and waits (at most 10 s) until it answers.
     pub async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        Self::spawn(port, &["--save", "", "--appendonly", "no"]).await
+    }
+
+    /// Starts one that keeps every write in an append-only file in `dir` (fsync'd at each
+    /// write), on `port` (0: a free one): started again on the same `dir` and port, it has
+    /// everything back.
+    pub async fn start_durable(dir: &Path, port: u16) -> Self {
+        let port = match port {
+            0 => std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port(),
+            port => port,
+        };
+        let dir = dir.display().to_string();
+        Self::spawn(port, &["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", &dir]).await
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("a port")
+    }
+
+    async fn spawn(port: u16, persistence: &[&str]) -> Self {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(persistence)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
