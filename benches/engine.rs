@@ -3,9 +3,14 @@
 //! rate, how long a start takes to show its first event, and what it all costs in memory.
 //! Prints figures; asserts nothing about time.
 //!
-//! `cargo bench --features ssr --bench engine -- [memory|sqlite|redis|all] [jobs] [events]`
+//! `cargo bench --features ssr --bench engine -- [memory|sqlite|redis|cross|all] [jobs] [events]`
 //! (defaults: all, 2000 jobs x 50 events for throughput; the latency phases are fixed:
 //! 100 jobs x 100 events a second each = 10,000 events/s for 5 s, and 300 starts).
+//!
+//! `cross` runs two instances (two engines, each with its own connections and listener) on one
+//! Redis: events/s appended by each while both run jobs flat out, then the latency from
+//! publishing on A to receiving on B with 1,000 subscribers on B (100 jobs on A x 10
+//! subscribers each, 50 events/s per job, 5 s), beside the same load followed on A itself.
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 
@@ -83,11 +88,93 @@ struct Figures {
     rss_kib: u64,
 }
 
+/// A `redis-server` of the benchmark's own, on a free port, without persistence; its URL.
+fn redis_server() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let server = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server runs (scripts/setup installs it)");
+    (server, format!("redis://127.0.0.1:{port}/0"))
+}
+
+async fn redis_store(url: &str) -> Arc<dyn JobStore> {
+    loop {
+        match RedisStore::open(url) {
+            Ok(store) => return Arc::new(store),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Runs `jobs` `stamp` jobs of `events` flat out on `engine`; events appended a second.
+async fn flat_out(engine: &JobEngine, jobs: usize, events: u32) -> f64 {
+    let started = Instant::now();
+    let params = json!({"events": events, "interval_us": 0});
+    let ids = futures::future::join_all((0..jobs).map(|_| engine.start("stamp", params.clone()))).await;
+    let mut followers = Vec::new();
+    for id in ids {
+        let (engine, id) = (engine.clone(), id.expect("starts"));
+        followers.push(tokio::spawn(async move { follow(&engine, id).await.len() }));
+    }
+    let mut seen = 0;
+    for f in followers {
+        seen += f.await.expect("follower");
+    }
+    engine.flush().await;
+    assert!(seen >= jobs * events as usize / 2, "followers saw the events");
+    // Each job also appends `pending`, `running` and `completed`.
+    jobs as f64 * (f64::from(events) + 3.0) / started.elapsed().as_secs_f64()
+}
+
+/// 100 `stamp` jobs of `params` on `publisher`, each followed by `per_job` subscribers on
+/// `reader`; the latencies (µs) the subscribers saw, sorted.
+async fn fan_out(publisher: &JobEngine, reader: &JobEngine, per_job: usize, params: serde_json::Value) -> Vec<u64> {
+    let mut followers = Vec::new();
+    for _ in 0..100 {
+        let id = publisher.start("stamp", params.clone()).await.expect("starts");
+        for _ in 0..per_job {
+            let reader = reader.clone();
+            followers.push(tokio::spawn(async move { follow(&reader, id).await }));
+        }
+    }
+    let mut latencies = Vec::new();
+    for f in followers {
+        latencies.extend(f.await.expect("follower"));
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+async fn measure_cross(url: &str, jobs: usize, events: u32) {
+    let a = engine_on(redis_store(url).await, jobs);
+    let b = engine_on(redis_store(url).await, jobs);
+    let (on_a, on_b) = tokio::join!(flat_out(&a, jobs / 2, events), flat_out(&b, jobs / 2, events));
+    let load = json!({"events": 250, "interval_us": 20_000}); // 50 events/s for 5 s
+    let local = fan_out(&a, &a, 10, load.clone()).await;
+    let cross = fan_out(&a, &b, 10, load).await;
+    println!("cross-instance on one Redis: {} jobs x {events} events on each of A and B at once", jobs / 2);
+    println!("  appended per instance: A {on_a:.0} events/s, B {on_b:.0} events/s (together {:.0})", on_a + on_b);
+    println!("  1,000 subscribers x 50 events/s (100 jobs on A, 10 subscribers each):");
+    println!("    followed on A itself: p50 {:.2} ms, p99 {:.2} ms ({} deliveries)", percentile(&local, 0.5), percentile(&local, 0.99), local.len());
+    println!("    followed on B:        p50 {:.2} ms, p99 {:.2} ms ({} deliveries)", percentile(&cross, 0.5), percentile(&cross, 0.99), cross.len());
+    println!(
+        "    added by crossing:    p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&cross, 0.5) - percentile(&local, 0.5),
+        percentile(&cross, 0.99) - percentile(&local, 0.99)
+    );
+    a.shutdown(Duration::from_secs(5)).await;
+    b.shutdown(Duration::from_secs(5)).await;
+}
+
 fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
     let mut kinds = kinds::builtin();
     kinds.register("stamp", "Reports timestamps", stamp);
     let config = EngineConfig { max_jobs: jobs * 4 + 1000, max_running: jobs + 1000, max_queued: jobs, ..Default::default() };
-    JobEngine::open(config, kinds, store).expect("the store opens").0
+    let engine = JobEngine::open(config, kinds, store).expect("the store opens").0;
+    engine.start_recovered();
+    engine
 }
 
 /// Follows a job to its end; the latencies (µs) of the `stamp` messages it saw.
@@ -110,37 +197,10 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
     let engine = engine_on(store, jobs);
 
     // 1. Throughput: every job at once, as fast as they can report.
-    let started = Instant::now();
-    let params = json!({"events": events, "interval_us": 0});
-    let ids = futures::future::join_all((0..jobs).map(|_| engine.start("stamp", params.clone()))).await;
-    let mut followers = Vec::new();
-    for id in ids {
-        let (engine, id) = (engine.clone(), id.expect("starts"));
-        followers.push(tokio::spawn(async move { follow(&engine, id).await.len() }));
-    }
-    let mut seen = 0;
-    for f in followers {
-        seen += f.await.expect("follower");
-    }
-    engine.flush().await;
-    let took = started.elapsed();
-    // Each job also appends `pending`, `running` and `completed`.
-    let appended = jobs as f64 * (f64::from(events) + 3.0);
-    let events_per_sec = appended / took.as_secs_f64();
-    assert!(seen >= jobs * events as usize / 2, "followers saw the events");
+    let events_per_sec = flat_out(&engine, jobs, events).await;
 
     // 2. Append-to-visible latency at a steady 10,000 events/s: 100 jobs x 100/s for 5 s.
-    let mut followers = Vec::new();
-    for _ in 0..100 {
-        let id = engine.start("stamp", json!({"events": 500, "interval_us": 10_000})).await.expect("starts");
-        let engine = engine.clone();
-        followers.push(tokio::spawn(async move { follow(&engine, id).await }));
-    }
-    let mut latencies = Vec::new();
-    for f in followers {
-        latencies.extend(f.await.expect("follower"));
-    }
-    latencies.sort_unstable();
+    let latencies = fan_out(&engine, &engine, 1, json!({"events": 500, "interval_us": 10_000})).await;
 
     // 3. Start to first event: one start at a time, then its first event seen.
     let mut firsts = Vec::new();
@@ -169,7 +229,7 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let which = args.iter().find(|a| ["memory", "sqlite", "redis", "all"].contains(&a.as_str())).cloned().unwrap_or_else(|| "all".into());
+    let which = args.iter().find(|a| ["memory", "sqlite", "redis", "cross", "all"].contains(&a.as_str())).cloned().unwrap_or_else(|| "all".into());
     let wanted = |store: &str| which == "all" || which == store;
     let numbers: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let jobs = numbers.first().copied().unwrap_or(2000) as usize;
@@ -188,21 +248,14 @@ async fn main() {
         println!("sqlite file {} MiB, its WAL {} MiB", mib("bench.db"), mib("bench.db-wal"));
     }
     if wanted("redis") {
-        // A redis-server of the benchmark's own, on a free port, without persistence.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let mut server = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/setup installs it)");
-        let url = format!("redis://127.0.0.1:{port}/0");
-        let store = loop {
-            match RedisStore::open(&url) {
-                Ok(store) => break store,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        figures.push(measure("redis", Arc::new(store), jobs, events).await);
+        let (mut server, url) = redis_server();
+        figures.push(measure("redis", redis_store(&url).await, jobs, events).await);
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    if wanted("cross") {
+        let (mut server, url) = redis_server();
+        measure_cross(&url, jobs, events).await;
         let _ = server.kill();
         let _ = server.wait();
     }

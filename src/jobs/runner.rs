@@ -46,13 +46,13 @@ impl Inner {
             Some(Ok(prepared)) => prepared,
             Some(Err(reason)) => {
                 self.finish(&record, Outcome::Failed(format!("its params are no longer accepted: {reason}")), Duration::ZERO);
-                self.slot_freed();
+                self.run_over(&record);
                 return;
             }
             None => {
                 let error = format!("this server no longer knows the job kind {:?}", record.kind);
                 self.finish(&record, Outcome::Failed(error), Duration::ZERO);
-                self.slot_freed();
+                self.run_over(&record);
                 return;
             }
         };
@@ -86,15 +86,20 @@ impl Inner {
             };
             let took = Duration::from_millis(inner.clock.now_ms().saturating_sub(started));
             inner.finish(&record, outcome, took);
-            if let Some(cluster) = &inner.cluster {
-                // A job paused at its checkpoint by the stop keeps its lease, given back once
-                // its last writes are in (see `shutdown`).
-                if record.has_ended() || record.is_mirror() {
-                    cluster.unhold(record.id);
-                }
-            }
-            inner.slot_freed();
+            inner.run_over(&record);
         });
+    }
+
+    /// A run is over: its slot goes to the next job, and with a shared store its lease is
+    /// dropped, unless the stop paused it at its checkpoint (its lease is given back once its
+    /// last writes are in, see `shutdown`).
+    fn run_over(self: &Arc<Self>, record: &JobRecord) {
+        if let Some(cluster) = &self.cluster {
+            if record.has_ended() || record.is_mirror() {
+                cluster.unhold(record.id);
+            }
+        }
+        self.slot_freed();
     }
 
     /// A running job gave its slot back: the next waiting job takes it.
