@@ -47,7 +47,10 @@ async fn stamp(p: StampParams, r: ProgressReporter) -> Result<u32, JobError> {
     for _ in 0..p.events {
         if p.interval_us > 0 {
             next += Duration::from_micros(p.interval_us);
-            tokio::time::sleep_until(next).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = r.cancellation().cancelled() => return Err(JobError::Cancelled),
+            }
         } else {
             tokio::task::yield_now().await;
         }
@@ -116,7 +119,7 @@ async fn flat_out(engine: &JobEngine, jobs: usize, events: u32) -> f64 {
     let mut followers = Vec::new();
     for id in ids {
         let (engine, id) = (engine.clone(), id.expect("starts"));
-        followers.push(tokio::spawn(async move { follow(&engine, id).await.len() }));
+        followers.push(tokio::spawn(async move { follow(&engine, id).await.0 }));
     }
     let mut seen = 0;
     for f in followers {
@@ -136,7 +139,7 @@ async fn fan_out(publisher: &JobEngine, reader: &JobEngine, per_job: usize, para
         let id = publisher.start("stamp", params.clone()).await.expect("starts");
         for _ in 0..per_job {
             let reader = reader.clone();
-            followers.push(tokio::spawn(async move { follow(&reader, id).await }));
+            followers.push(tokio::spawn(async move { follow(&reader, id).await.1 }));
         }
     }
     let mut latencies = Vec::new();
@@ -164,8 +167,41 @@ async fn measure_cross(url: &str, jobs: usize, events: u32) {
         percentile(&cross, 0.5) - percentile(&local, 0.5),
         percentile(&cross, 0.99) - percentile(&local, 0.99)
     );
+    let cancels = cancel_across(&a, &b).await;
+    println!(
+        "  cancel through B of a job running on A, until B shows it cancelled: p50 {:.2} ms, p99 {:.2} ms ({} jobs)",
+        percentile(&cancels, 0.5),
+        percentile(&cancels, 0.99),
+        cancels.len()
+    );
     a.shutdown(Duration::from_secs(5)).await;
     b.shutdown(Duration::from_secs(5)).await;
+}
+
+/// 100 jobs running on `a`, each cancelled through `b`: how long (µs) until `b` shows each one
+/// `cancelled`.
+async fn cancel_across(a: &JobEngine, b: &JobEngine) -> Vec<u64> {
+    let mut took = Vec::new();
+    for _ in 0..100 {
+        let id = a.start("stamp", json!({"events": 1_000_000, "interval_us": 10_000})).await.expect("starts");
+        let mut sub = b.subscribe(id, None).await.expect("kept");
+        loop {
+            let delivery = sub.next().await.expect("the job runs before it ends");
+            if delivery.state().is_some_and(|s| s.status == sse_progress::model::JobStatus::Running) {
+                break;
+            }
+        }
+        let asked = Instant::now();
+        b.cancel(id).await.expect("known");
+        while let Some(delivery) = sub.next().await {
+            if delivery.state().is_some_and(|s| s.status.is_terminal()) {
+                break;
+            }
+        }
+        took.push(u64::try_from(asked.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    took.sort_unstable();
+    took
 }
 
 fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
@@ -177,19 +213,24 @@ fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
     engine
 }
 
-/// Follows a job to its end; the latencies (µs) of the `stamp` messages it saw.
-async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> Vec<u64> {
+/// Follows a job to its end: how many `stamp` messages it saw, and the latencies (µs) of those
+/// it saw live (those reported before it subscribed are replayed history, not a delay).
+async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> (usize, Vec<u64>) {
     let mut sub = engine.subscribe(id, None).await.expect("kept");
-    let mut latencies = Vec::new();
+    let subscribed = micros_since_base();
+    let (mut seen, mut latencies) = (0, Vec::new());
     while let Some(delivery) = sub.next().await {
         let now = micros_since_base();
         if let Delivery::Event(s) = delivery {
             if let Ok(sent) = s.message.parse::<u64>() {
-                latencies.push(now.saturating_sub(sent));
+                seen += 1;
+                if sent >= subscribed {
+                    latencies.push(now.saturating_sub(sent));
+                }
             }
         }
     }
-    latencies
+    (seen, latencies)
 }
 
 async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, events: u32) -> Figures {

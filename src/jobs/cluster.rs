@@ -54,11 +54,35 @@ pub(crate) struct Cluster {
     /// Wakes the claimer.
     wake: Notify,
     pub(crate) counters: ClusterCounters,
+    /// When a store call last failed: until a lease (and a heartbeat) after that, this
+    /// instance takes no expired lease over. After an outage every lease looks expired, and
+    /// their holders deserve a heartbeat's chance to renew them first.
+    blind_at: Mutex<Option<Instant>>,
 }
 
 impl Cluster {
     pub(crate) fn new(shared: Arc<dyn SharedStore>, bounds: Bounds, instance: String) -> Self {
-        Self { instance, shared, bounds, held: Mutex::default(), wake: Notify::new(), counters: ClusterCounters::default() }
+        Self {
+            instance,
+            shared,
+            bounds,
+            held: Mutex::default(),
+            wake: Notify::new(),
+            counters: ClusterCounters::default(),
+            blind_at: Mutex::new(None),
+        }
+    }
+
+    /// A store call failed.
+    fn failed(&self) {
+        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        *self.blind_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether this instance has seen the store long enough to judge leases expired.
+    fn may_reap(&self) -> bool {
+        let wait = self.bounds.lease + self.bounds.lease / 5;
+        self.blind_at.lock().unwrap_or_else(PoisonError::into_inner).is_none_or(|at| at.elapsed() >= wait)
     }
 
     fn held(&self) -> MutexGuard<'_, HashMap<JobId, Token>> {
@@ -184,11 +208,18 @@ impl Inner {
         match blocking(move || shared.job(id)).await {
             Ok(Some((row, events))) => {
                 let record = JobRecord::mirror(row, events, self.record_context(), self.shutdown.child_token());
-                Some(self.table.insert_or_get(record))
+                let kept = self.table.insert_or_get(record.clone());
+                if Arc::ptr_eq(&kept, &record) && !record.has_ended() {
+                    // A notice that came between the read and the insert found no mirror to
+                    // move on: read once more now that notices reach it.
+                    let (inner, seq) = (self.clone(), record.snapshot().map_or(0, |s| s.seq));
+                    let _ = tokio::task::spawn_blocking(move || inner.catch_up_mirrors(vec![(record, seq)])).await;
+                }
+                Some(kept)
             }
             Ok(None) => None,
             Err(error) => {
-                cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                cluster.failed();
                 tracing::warn!(%id, %error, "could not look the job up in the store");
                 None
             }
@@ -244,7 +275,7 @@ fn listen(engine: &Weak<Inner>, shared: &Arc<dyn SharedStore>) {
                     return;
                 }
                 if let Some(cluster) = inner.cluster() {
-                    cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                    cluster.failed();
                 }
                 drop(inner);
                 tracing::warn!(%error, ?pause, "lost the store's notices; listening again");
@@ -319,7 +350,7 @@ impl Inner {
                 }
             }
             Err(error) => {
-                cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                cluster.failed();
                 tracing::warn!(%error, "could not read other instances' events; trying again shortly");
             }
         }
@@ -360,7 +391,7 @@ async fn heartbeats(engine: Weak<Inner>) {
                 }
             }
             Err(error) => {
-                cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                cluster.failed();
                 tracing::warn!(%error, "could not renew this instance's leases; retrying");
             }
         }
@@ -376,7 +407,8 @@ async fn claims(engine: Weak<Inner>) {
             return;
         }
         let (shared, instance, bounds) = (cluster.shared.clone(), cluster.instance.clone(), cluster.bounds);
-        match blocking(move || shared.reap(&instance, &bounds)).await {
+        let reaped = if cluster.may_reap() { blocking(move || shared.reap(&instance, &bounds)).await } else { Ok(Vec::new()) };
+        match reaped {
             Ok(expired) => {
                 for claimed in expired {
                     cluster.counters.lease_expiries.fetch_add(1, Ordering::Relaxed);
@@ -386,7 +418,7 @@ async fn claims(engine: Weak<Inner>) {
                 }
             }
             Err(error) => {
-                cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                cluster.failed();
                 tracing::warn!(%error, "could not look for expired leases; retrying");
             }
         }
@@ -400,7 +432,7 @@ async fn claims(engine: Weak<Inner>) {
                     }
                 }
                 Err(error) => {
-                    cluster.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                    cluster.failed();
                     tracing::warn!(%error, "could not claim waiting jobs; retrying");
                 }
             }
