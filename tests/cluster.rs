@@ -176,9 +176,18 @@ async fn a_stalled_instance_never_writes_into_a_job_taken_over() {
         .map(|s| s["step_index"].as_u64().expect("a step"))
         .collect();
     assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
-    // A still serves the job, as the store has it, and says it lost it.
-    let (code, on_a) = client.job(a, &id).await;
-    assert_eq!((code, on_a["seq"].clone()), (200, last["seq"].clone()));
+    // A still serves the job, as the store has it (once it has read what it missed), and says
+    // it lost it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, on_a) = client.job(a, &id).await;
+        assert_eq!(code, 200);
+        if on_a["seq"] == last["seq"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A never caught up: {on_a}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let metrics = client.http.get(a.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     let lost = metrics.lines().find(|l| l.starts_with("sse_progress_leases_lost_total")).expect("the metric");
     assert!(lost.ends_with(" 1"), "A noticed it lost the job: {lost}");

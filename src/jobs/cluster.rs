@@ -51,6 +51,9 @@ pub(crate) struct Cluster {
     pub(crate) bounds: Bounds,
     /// The leases this instance holds.
     held: Mutex<HashMap<JobId, Token>>,
+    /// Set once the leases were given back at a stop: heartbeats end there, not before, so
+    /// jobs finishing their last writes during the stop keep their leases.
+    released: std::sync::atomic::AtomicBool,
     /// Wakes the claimer.
     wake: Notify,
     pub(crate) counters: ClusterCounters,
@@ -70,6 +73,7 @@ impl Cluster {
             wake: Notify::new(),
             counters: ClusterCounters::default(),
             blind_at: Mutex::new(None),
+            released: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -110,6 +114,7 @@ impl Cluster {
 
     /// Gives every lease back (a graceful stop): others take the jobs over at once.
     pub(crate) fn release_all(&self) {
+        self.released.store(true, Ordering::Relaxed);
         let leases: Vec<(JobId, Token)> = self.held().drain().collect();
         if let Err(error) = self.shared.release(&leases) {
             tracing::warn!(%error, "could not give the leases back; they expire by themselves");
@@ -162,10 +167,14 @@ impl Inner {
                 record
             }
             None => {
-                let record = JobRecord::restore(row, events, self.record_context(), cancel);
-                record.set_lease(token);
-                self.table.insert_or_get(record.clone());
-                record
+                let fresh = JobRecord::restore(row.clone(), events.clone(), self.record_context(), cancel.clone());
+                fresh.set_lease(token);
+                let kept = self.table.insert_or_get(fresh.clone());
+                if !Arc::ptr_eq(&kept, &fresh) {
+                    // A look-up made a mirror of it meanwhile: that is the record to hold.
+                    kept.adopt((row, events), token, cancel);
+                }
+                kept
             }
         };
         if let Some(cluster) = self.cluster() {
@@ -344,8 +353,13 @@ impl Inner {
         match cluster.shared.events_after(&cursors) {
             Ok(found) => {
                 for ((record, _), found) in behind.into_iter().zip(found) {
-                    if let Some((events, state)) = found {
-                        record.absorb(events, state);
+                    match found {
+                        Some((events, state)) => record.absorb(events, state),
+                        None if record.is_mirror() => {
+                            record.forgotten();
+                            self.table.remove(record.id);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -365,10 +379,10 @@ async fn heartbeats(engine: Weak<Inner>) {
     loop {
         ticker.tick().await;
         let Some(inner) = engine.upgrade() else { return };
-        if inner.shutdown.is_cancelled() {
+        let Some(cluster) = inner.cluster().cloned() else { return };
+        if cluster.released.load(Ordering::Relaxed) {
             return;
         }
-        let Some(cluster) = inner.cluster().cloned() else { return };
         let leases = cluster.leases();
         if leases.is_empty() {
             continue;
@@ -376,13 +390,21 @@ async fn heartbeats(engine: Weak<Inner>) {
         let (shared, instance, lease) = (cluster.shared.clone(), cluster.instance.clone(), cluster.bounds.lease);
         match blocking(move || shared.heartbeat(&instance, &leases, lease)).await {
             Ok(beat) => {
+                let mut lost = Vec::new();
                 for id in beat.lost {
                     cluster.unhold(id);
-                    if let Some(record) = inner.table.get(id).filter(|r| !r.is_mirror()) {
+                    let Some(record) = inner.table.get(id) else { continue };
+                    if record.lose() {
                         inner.journal.counters().leases_lost.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%id, "another instance took this job over (this one stalled past its lease); stopping it here");
-                        record.lose();
+                        let seq = record.snapshot().map_or(0, |s| s.seq);
+                        lost.push((record, seq));
                     }
+                }
+                if !lost.is_empty() {
+                    // Show at once what the new holder wrote meanwhile.
+                    let reader = inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || reader.catch_up_mirrors(lost)).await;
                 }
                 for id in beat.cancelled {
                     if let Some(record) = inner.table.get(id) {
@@ -407,7 +429,12 @@ async fn claims(engine: Weak<Inner>) {
             return;
         }
         let (shared, instance, bounds) = (cluster.shared.clone(), cluster.instance.clone(), cluster.bounds);
-        let reaped = if cluster.may_reap() { blocking(move || shared.reap(&instance, &bounds)).await } else { Ok(Vec::new()) };
+        let held: Vec<JobId> = cluster.leases().into_iter().map(|(id, _)| id).collect();
+        let reaped = if cluster.may_reap() {
+            blocking(move || shared.reap(&instance, &bounds, &held)).await
+        } else {
+            Ok(Vec::new())
+        };
         match reaped {
             Ok(expired) => {
                 for claimed in expired {

@@ -130,7 +130,7 @@ impl JobEngine {
             };
             let instance = config.instance.clone().unwrap_or_else(default_instance_name);
             let counts = shared.counts()?;
-            let reaped = shared.reap(&instance, &bounds)?;
+            let reaped = shared.reap(&instance, &bounds, &[])?;
             let cluster = Arc::new(Cluster::new(shared, bounds, instance));
             let journal = Journal::start(store.clone());
             let engine = Self::assemble(config, kinds, store, journal, Some(cluster.clone()));
@@ -500,7 +500,8 @@ impl JobEngine {
                 Ok(CancelReply::Ended(status)) => Some(CancelOutcome::AlreadyEnded(status)),
                 Ok(CancelReply::Requested) => Some(CancelOutcome::Requested),
                 Ok(CancelReply::Claimed(claimed)) => {
-                    debug_assert_eq!(inner.take(claimed), Taken::Cancelled);
+                    let taken = inner.take(claimed);
+                    debug_assert_eq!(taken, Taken::Cancelled, "a claimed cancel ends the job");
                     Some(CancelOutcome::Requested)
                 }
                 Err(error) => {
@@ -577,12 +578,14 @@ impl JobEngine {
         }
     }
 
-    /// How many jobs are kept, running and ended.
+    /// How many jobs this process holds in memory, running and ended (with a shared store:
+    /// those it runs and those it has looked up; the store's counts are in [`stats`](Self::stats)).
     pub fn job_count(&self) -> usize {
         self.inner.table.len()
     }
 
-    /// How many jobs wait for a slot.
+    /// How many jobs wait for a slot in this process's queue (with a shared store the queue is
+    /// the store's: see [`stats`](Self::stats)).
     pub fn queued_count(&self) -> usize {
         self.inner.scheduler.queued()
     }

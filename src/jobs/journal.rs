@@ -34,11 +34,14 @@ const MAX_BATCH: usize = 8_192;
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// What the journal is told, in order. Each change carries the lease its record held when it
+/// was made (0 without a shared store), so a change made under a lease since lost is never
+/// written under the next one.
 enum Entry {
     Create { record: Arc<JobRecord>, row: JobRow, first: JobEvent },
-    Event { record: Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot> },
-    Checkpoint { record: Arc<JobRecord>, value: Value },
-    CancelRequested(Arc<JobRecord>),
+    Event { record: Arc<JobRecord>, lease: u64, event: JobEvent, state: Arc<Snapshot> },
+    Checkpoint { record: Arc<JobRecord>, lease: u64, value: Value },
+    CancelRequested { record: Arc<JobRecord>, lease: u64 },
     Remove(Vec<JobId>),
     Flush(oneshot::Sender<()>),
 }
@@ -84,16 +87,21 @@ impl Journal {
         self.send(Entry::Create { record, row, first });
     }
 
+    // The three below are called under the record's lock, so its lease is the one the change
+    // was made under.
     pub(crate) fn event(&self, record: Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot>) {
-        self.send(Entry::Event { record, event, state });
+        let lease = record.lease();
+        self.send(Entry::Event { record, lease, event, state });
     }
 
     pub(crate) fn checkpoint(&self, record: Arc<JobRecord>, value: Value) {
-        self.send(Entry::Checkpoint { record, value });
+        let lease = record.lease();
+        self.send(Entry::Checkpoint { record, lease, value });
     }
 
     pub(crate) fn cancel_requested(&self, record: Arc<JobRecord>) {
-        self.send(Entry::CancelRequested(record));
+        let lease = record.lease();
+        self.send(Entry::CancelRequested { record, lease });
     }
 
     pub(crate) fn remove(&self, ids: Vec<JobId>) {
@@ -129,22 +137,34 @@ struct Assembly {
 }
 
 impl Assembly {
-    /// The place of `record`'s write in the batch, made on first use.
-    fn index(&mut self, record: &Arc<JobRecord>) -> usize {
-        *self.by_job.entry(record.id).or_insert_with(|| {
-            self.batch.writes.push(JobWrite { lease: record.lease(), ..JobWrite::new(record.id) });
-            self.publish.push((record.clone(), None));
-            self.batch.writes.len() - 1
-        })
+    /// The place of `record`'s write under `lease` in the batch, made on first use; `None`
+    /// for a change made under an earlier lease than one already in the batch (it is stale).
+    /// Changes of an earlier lease already in the batch give way to those of a later one.
+    fn index(&mut self, record: &Arc<JobRecord>, lease: u64) -> Option<usize> {
+        if let Some(&at) = self.by_job.get(&record.id) {
+            let held = self.batch.writes[at].lease;
+            if lease < held {
+                return None;
+            }
+            if lease > held {
+                self.batch.writes[at] = JobWrite { lease, ..JobWrite::new(record.id) };
+                self.publish[at].1 = None;
+            }
+            return Some(at);
+        }
+        self.batch.writes.push(JobWrite { lease, ..JobWrite::new(record.id) });
+        self.publish.push((record.clone(), None));
+        self.by_job.insert(record.id, self.batch.writes.len() - 1);
+        Some(self.batch.writes.len() - 1)
     }
 
-    fn write_for(&mut self, record: &Arc<JobRecord>) -> &mut JobWrite {
-        let at = self.index(record);
-        &mut self.batch.writes[at]
+    fn write_for(&mut self, record: &Arc<JobRecord>, lease: u64) -> Option<&mut JobWrite> {
+        let at = self.index(record, lease)?;
+        Some(&mut self.batch.writes[at])
     }
 
-    fn add_event(&mut self, record: &Arc<JobRecord>, event: JobEvent, state: Arc<Snapshot>) {
-        let at = self.index(record);
+    fn add_event(&mut self, record: &Arc<JobRecord>, lease: u64, event: JobEvent, state: Arc<Snapshot>) {
+        let Some(at) = self.index(record, lease) else { return };
         let write = &mut self.batch.writes[at];
         if let JobEvent::State(s) = &event {
             if s.status == JobStatus::Running && write.started_ms.is_none() {
@@ -162,13 +182,21 @@ impl Assembly {
             Entry::Create { record, row, first } => {
                 let state = row.state.clone();
                 self.batch.created.push(row);
-                self.add_event(&record, first, state);
+                self.add_event(&record, 0, first, state);
             }
-            Entry::Event { record, event, state } => {
-                self.add_event(&record, event, state);
+            Entry::Event { record, lease, event, state } => {
+                self.add_event(&record, lease, event, state);
             }
-            Entry::Checkpoint { record, value } => self.write_for(&record).checkpoint = Some(value),
-            Entry::CancelRequested(record) => self.write_for(&record).cancel_requested = true,
+            Entry::Checkpoint { record, lease, value } => {
+                if let Some(write) = self.write_for(&record, lease) {
+                    write.checkpoint = Some(value);
+                }
+            }
+            Entry::CancelRequested { record, lease } => {
+                if let Some(write) = self.write_for(&record, lease) {
+                    write.cancel_requested = true;
+                }
+            }
             Entry::Remove(ids) => self.batch.removed.extend(ids),
             Entry::Flush(done) => self.flushes.push(done),
         }
@@ -186,10 +214,9 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
         let fenced = write_until_stored(&store, batch, &health, &counters).await;
         for (record, state) in publish {
             if fenced.contains(&record.id) {
-                if !record.is_mirror() {
+                if record.lose() {
                     counters.leases_lost.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(id = %record.id, "another instance took this job over; this one stops it and follows");
-                    record.lose();
                 }
             } else if let Some(state) = state {
                 record.publish(state);

@@ -125,11 +125,16 @@ struct RecordState {
     ended_ms: Option<u64>,
     /// The newest checkpoint the job's code saved.
     checkpoint: Option<Value>,
+    /// For a mirror: the store no longer keeps the job (its retention passed elsewhere), so
+    /// nothing more will come.
+    forgotten: bool,
 }
 
 impl RecordState {
     /// The state of a job as `row` and its `events` say, the newest `capacity` events kept.
-    fn of(row: &JobRow, events: Vec<JobEvent>, stored: bool, capacity: usize) -> Self {
+    fn of(row: &JobRow, mut events: Vec<JobEvent>, stored: bool, capacity: usize) -> Self {
+        // Read apart, the events may reach past the row's state: those come again later.
+        events.retain(|e| e.seq() <= row.state.seq);
         let skip = events.len().saturating_sub(capacity);
         let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
         let lines = log.iter().filter_map(|e| match e {
@@ -148,6 +153,7 @@ impl RecordState {
             started_ms: row.started_ms,
             ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
             checkpoint: row.checkpoint.clone(),
+            forgotten: false,
         }
     }
 
@@ -263,12 +269,11 @@ impl JobRecord {
     /// `lease` this instance runs it; with none (0) it waits in the shared queue and the
     /// record mirrors it until some instance claims it.
     pub(crate) fn admitted(&self, lease: u64) {
+        self.set_lease(lease);
+        self.publish(self.current());
         if lease == 0 {
             self.mirror.store(true, Ordering::Relaxed);
-        } else {
-            self.set_lease(lease);
         }
-        self.publish(self.current());
     }
 
     /// Whether this record only mirrors a job this instance does not hold.
@@ -284,7 +289,8 @@ impl JobRecord {
         {
             let mut state = self.lock();
             *state = RecordState::of(&row, events, true, self.ctx.limits.replay_capacity);
-            *self.cancel.lock().unwrap_or_else(PoisonError::into_inner) = cancel;
+            // A run of an earlier lease, if one is still going, stops for good.
+            std::mem::replace(&mut *self.cancel.lock().unwrap_or_else(PoisonError::into_inner), cancel).cancel();
             self.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
             self.lease.store(token, Ordering::Relaxed);
             self.mirror.store(false, Ordering::Relaxed);
@@ -294,11 +300,14 @@ impl JobRecord {
     }
 
     /// Another instance holds the job now: stop its code, forget what was not written (no one
-    /// was shown it), and follow the store from here on.
-    pub(crate) fn lose(&self) {
+    /// was shown it), and follow the store from here on. Whether it was held until now (once
+    /// only, however many parts of the engine find out).
+    pub(crate) fn lose(&self) -> bool {
         {
             let mut state = self.lock();
-            self.mirror.store(true, Ordering::Relaxed);
+            if self.mirror.swap(true, Ordering::Relaxed) {
+                return false;
+            }
             self.lease.store(0, Ordering::Relaxed);
             if let Some(published) = state.published.clone() {
                 let seq = published.seq;
@@ -308,6 +317,7 @@ impl JobRecord {
             }
         }
         self.cancel_token().cancel();
+        true
     }
 
     /// For a mirror: `events` were appended in the store (its newest `state` for when they do
@@ -329,7 +339,8 @@ impl JobRecord {
             }
             let capacity = self.ctx.limits.replay_capacity;
             for event in fresh {
-                if event.seq() <= s.published_seq() {
+                let newest_kept = s.log.back().map_or(0, JobEvent::seq);
+                if event.seq() <= s.published_seq() || event.seq() <= newest_kept {
                     continue;
                 }
                 if event.seq() != s.published_seq() + 1 {
@@ -353,6 +364,12 @@ impl JobRecord {
             *old = seq;
             moved
         });
+    }
+
+    /// For a mirror: the store forgot the job; its subscribers end where they are.
+    pub(crate) fn forgotten(&self) {
+        self.lock().forgotten = true;
+        self.seq_tx.send_modify(|_| {});
     }
 
     /// Someone asked, through the shared store, to stop the job this instance runs: the
@@ -518,7 +535,9 @@ impl JobRecord {
         let seq = state.seq;
         {
             let mut s = self.lock();
-            if s.published_seq() >= seq {
+            // A mirror shows what it reads from the store (a record that lost its lease may
+            // have dropped these events already; the store has them if they were kept).
+            if s.published_seq() >= seq || self.is_mirror() {
                 return;
             }
             s.published = Some(state);
@@ -534,7 +553,7 @@ impl JobRecord {
         };
         let newest = published.seq;
         if cursor == newest {
-            return CatchUp::UpToDate { ended: published.status.is_terminal() };
+            return CatchUp::UpToDate { ended: published.status.is_terminal() || state.forgotten };
         }
         let oldest = state.log.front().map_or(newest, JobEvent::seq);
         if cursor > newest || cursor + 1 < oldest {

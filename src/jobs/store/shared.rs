@@ -143,8 +143,9 @@ pub trait SharedStore: Send + Sync + 'static {
     fn admit(&self, instance: &str, row: &JobRow, bounds: &Bounds) -> Result<Admission, StoreError>;
     /// Takes up to `most` waiting jobs, oldest first, while the running bound allows.
     fn claim(&self, instance: &str, bounds: &Bounds, most: usize) -> Result<Vec<Claimed>, StoreError>;
-    /// Takes over running jobs whose lease expired (their holder died or stalled).
-    fn reap(&self, instance: &str, bounds: &Bounds) -> Result<Vec<Claimed>, StoreError>;
+    /// Takes over running jobs whose lease expired (their holder died or stalled), except
+    /// those in `held` (the caller's own, renewed by its heartbeat).
+    fn reap(&self, instance: &str, bounds: &Bounds, held: &[JobId]) -> Result<Vec<Claimed>, StoreError>;
     /// Renews the leases `instance` holds.
     fn heartbeat(&self, instance: &str, leases: &[(JobId, Token)], lease: Duration) -> Result<Beat, StoreError>;
     /// Gives leases back at once (a graceful stop), so another instance takes the jobs over

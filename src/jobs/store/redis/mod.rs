@@ -7,9 +7,10 @@
 //! newest entry (a duplicate or a gap is refused before anything is written), then writes and
 //! tells the other instances which jobs moved on.
 //!
-//! The client is redis-rs's synchronous one, on three connections of its own (`Lane`s):
-//! one for the journal's writes, one for the engine's other calls, one for the listener's
-//! reads, so a slow read never delays a write; the listener's subscription has a fourth.
+//! The client is redis-rs's synchronous one, on four connections of its own (`Lane`s): the
+//! journal's writes, leases (heartbeats, claims, take-overs), the engine's look-ups, and the
+//! listener's reads, so a slow read never delays a write or a heartbeat; the listener's
+//! subscription has a fifth.
 //! Each is made again after a failure. Why not the async connection manager: the seam is
 //! called from blocking threads already, the pub/sub listener needs its own connection
 //! anyway (a subscribed connection can send nothing else), and blocking reads with a
@@ -49,6 +50,8 @@ pub struct RedisStore {
     writes: Lane,
     /// Everything else the engine asks.
     control: Lane,
+    /// Leases: heartbeats, claims and take-overs, never queued behind a slow look-up.
+    leases: Lane,
     /// The listener's reads of what other instances appended.
     reads: Lane,
     scripts: Scripts,
@@ -82,6 +85,7 @@ impl RedisStore {
             client,
             writes: Lane::default(),
             control: Lane::default(),
+            leases: Lane::default(),
             reads: Lane::default(),
             scripts: Scripts::new(),
         };

@@ -58,8 +58,9 @@ local function enqueue(id)
 end
 ";
 
-/// Applies one batch (ARGV[2], JSON): checks, then writes. Writes of jobs that are gone or
-/// held under another lease are skipped (fenced) and their ids returned; the rest is written.
+/// Applies one batch (ARGV[2], JSON): checks, then writes. Writes of jobs that are gone, held
+/// under another lease, or whose events do not follow the kept ones are skipped (fenced) and
+/// their ids returned; the rest is written.
 const WRITE_BATCH: &str = r"
 local b = cjson.decode(ARGV[2])
 local created, skip, fenced = {}, {}, {}
@@ -84,7 +85,13 @@ for _, w in ipairs(b.writes) do
       if #last > 0 then kept = tonumber(string.match(last[1][1], '^(%d+)')) end
     end
     if tonumber(w.events[1][1]) ~= kept + 1 then
-      return redis.error_reply('job ' .. w.id .. ': event ' .. w.events[1][1] .. ' does not follow event ' .. kept)
+      if created[w.id] then
+        return redis.error_reply('job ' .. w.id .. ': event ' .. w.events[1][1] .. ' does not follow event ' .. kept)
+      end
+      -- Not the next number: written by a holder that lost the job. Refused like a stale lease,
+      -- so the rest of the batch (and every later one) is not held up by it.
+      skip[w.id] = true
+      table.insert(fenced, w.id)
     end
   end
 end
@@ -177,17 +184,21 @@ end
 return out
 ";
 
-/// Takes over jobs whose lease expired, except the caller's own (it is alive, since it asks;
-/// its next heartbeat renews them). ARGV: 2 instance, 3 lease ms, 4 most. Returns
+/// Takes over jobs whose lease expired, except those the caller holds (it is alive, since it
+/// asks; its next heartbeat renews them). A lease of the caller's name that it does not hold
+/// (a reply it never got, a previous process of the same name) is taken over like any other.
+/// ARGV: 2 instance, 3 lease ms, 4 most, then the ids the caller holds. Returns
 /// `{{id, token}...}`.
 const REAP: &str = r"
 local out = {}
-local expired = redis.call('ZRANGEBYSCORE', p .. 'running', '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[4]))
+local mine = {}
+for i = 5, #ARGV do mine[ARGV[i]] = true end
+local expired = redis.call('ZRANGEBYSCORE', p .. 'running', '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[4]) + #ARGV - 4)
 for _, id in ipairs(expired) do
-  local kept = redis.call('HMGET', p .. 'job:' .. id, 'status', 'holder')
-  if kept[2] == ARGV[2] then
-    -- ours: left for our heartbeat
-  elseif live(kept[1]) then
+  local status = redis.call('HGET', p .. 'job:' .. id, 'status')
+  if mine[id] then
+    -- held: left for the caller's heartbeat
+  elseif live(status) then
     table.insert(out, {id, tostring(take(id, ARGV[2], tonumber(ARGV[3])))})
   else
     redis.call('ZREM', p .. 'running', id)

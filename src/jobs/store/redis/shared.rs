@@ -49,7 +49,9 @@ fn parse_notice(text: &str) -> Option<Notice> {
 }
 
 impl RedisStore {
-    /// The jobs of `(id, token)` pairs a script returned, each read back.
+    /// The jobs of `(id, token)` pairs a script returned, each read back. One that cannot be
+    /// read now stays leased to this instance without being held, and its lease expires into
+    /// a take-over (by any instance, this one included).
     fn load_claimed(&self, taken: Vec<(String, String)>) -> Result<Vec<Claimed>, StoreError> {
         let mut claimed = Vec::with_capacity(taken.len());
         for (id, token) in taken {
@@ -103,7 +105,7 @@ impl SharedStore for RedisStore {
     }
 
     fn claim(&self, instance: &str, bounds: &Bounds, most: usize) -> Result<Vec<Claimed>, StoreError> {
-        let taken: Vec<(String, String)> = self.with(|conn| {
+        let taken: Vec<(String, String)> = self.on(&self.leases, |conn| {
             self.scripts
                 .claim
                 .arg(PREFIX)
@@ -116,9 +118,14 @@ impl SharedStore for RedisStore {
         self.load_claimed(taken)
     }
 
-    fn reap(&self, instance: &str, bounds: &Bounds) -> Result<Vec<Claimed>, StoreError> {
-        let taken: Vec<(String, String)> = self.with(|conn| {
-            self.scripts.reap.arg(PREFIX).arg(instance).arg(millis(bounds.lease)).arg(REAP_AT_ONCE).invoke(conn)
+    fn reap(&self, instance: &str, bounds: &Bounds, held: &[JobId]) -> Result<Vec<Claimed>, StoreError> {
+        let taken: Vec<(String, String)> = self.on(&self.leases, |conn| {
+            let mut call = self.scripts.reap.arg(PREFIX);
+            call.arg(instance).arg(millis(bounds.lease)).arg(REAP_AT_ONCE);
+            for id in held {
+                call.arg(id.to_string());
+            }
+            call.invoke(conn)
         })?;
         self.load_claimed(taken)
     }
@@ -127,7 +134,7 @@ impl SharedStore for RedisStore {
         if leases.is_empty() {
             return Ok(Beat::default());
         }
-        let (lost, cancelled): (Vec<String>, Vec<String>) = self.with(|conn| {
+        let (lost, cancelled): (Vec<String>, Vec<String>) = self.on(&self.leases, |conn| {
             let mut call = self.scripts.heartbeat.arg(PREFIX);
             call.arg(millis(lease));
             for (id, token) in leases {
