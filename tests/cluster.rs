@@ -77,7 +77,8 @@ async fn three_instances_serve_any_job_as_one() {
 
 #[tokio::test]
 async fn cancel_through_any_instance_stops_the_job_where_it_runs() {
-    let (_redis, servers) = cluster(3, &[]).await;
+    // One job runs at a time across the three: the queue is global.
+    let (_redis, servers) = cluster(3, &[("SSE_PROGRESS_MAX_RUNNING", "1")]).await;
     let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
     let mut client = Client::new();
     for runs_on in [a, b] {
@@ -91,6 +92,18 @@ async fn cancel_through_any_instance_stops_the_job_where_it_runs() {
         assert!(ended["step_index"].as_u64().unwrap_or(1000) < 1000, "it stopped where it was: {ended}");
     }
     // A waiting job is cancelled through any instance too, and never runs.
+    let running = client.start(a, "ticker", json!({"steps": 1000, "interval_ms": 100})).await;
+    client.wait_for(c, &running, "running").await;
+    let waiting = client.start(b, "ticker", json!({"steps": 2, "interval_ms": 10})).await;
+    let (_, queued) = client.job(c, &waiting).await;
+    assert_eq!((queued["status"].as_str(), queued["queue_position"].as_u64()), (Some("pending"), Some(1)), "{queued}");
+    let response = client.auth(client.http.delete(c.url(&format!("/api/jobs/{waiting}")))).send().await.expect("cancel");
+    assert_eq!(response.status(), 202);
+    let events = drain(client.events(a, &waiting, None).await).await;
+    assert_eq!(last_state(&events)["status"], "cancelled");
+    assert!(events.iter().all(|e| !e.data.contains("\"status\":\"running\"")), "it never ran");
+    let (_, still) = client.job(b, &running).await;
+    assert_eq!(still["status"], "running", "the running job was not touched");
 }
 
 #[tokio::test]
