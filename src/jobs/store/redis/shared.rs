@@ -272,7 +272,106 @@ impl SharedStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::jobs::store::{Batch, JobWrite};
+    use crate::jobs::tests::redis;
+
+    fn bounds(max_running: usize, max_queued: usize, lease: Duration) -> Bounds {
+        Bounds { max_running, max_queued, max_active_per_owner: 2, max_jobs: 100, lease }
+    }
+
+    fn row(owner: Option<&str>) -> JobRow {
+        let id = JobId::new_random();
+        JobRow {
+            id,
+            kind: "ticker".into(),
+            params: serde_json::json!({}),
+            owner: owner.map(Arc::from),
+            state: Arc::new(Snapshot::pending(id, "ticker", 1)),
+            checkpoint: None,
+            cancel_requested: false,
+            started_ms: None,
+            ended_ms: None,
+        }
+    }
+
+    /// A write of the job's next state (seq 2) under `lease`.
+    fn next_event(row: &JobRow, lease: Token) -> Batch {
+        let mut state = Snapshot::clone(&row.state);
+        state.seq = 2;
+        state.message = format!("written under {lease}");
+        let state = Arc::new(state);
+        Batch {
+            writes: vec![JobWrite { events: vec![JobEvent::State(state.clone())], state: Some(state), lease, ..JobWrite::new(row.id) }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn admission_holds_the_global_bounds_and_the_owner_limit() {
+        let backend = redis();
+        let shared = backend.store.clone().shared().expect("redis is shared");
+        let b = bounds(1, 1, Duration::from_secs(10));
+        let admit = |owner| shared.admit("a", &row(owner), &b).expect("answers").decision;
+        assert!(matches!(admit(Some("o")), Ok(Admitted::Run(_))));
+        assert_eq!(admit(Some("o")), Ok(Admitted::Queued));
+        assert_eq!(admit(Some("o")), Err(Refused::OwnerLimit), "two active jobs per owner");
+        assert_eq!(admit(None), Err(Refused::QueueFull), "one runs, one waits");
+        assert_eq!(shared.counts().expect("counts"), Counts { jobs: 2, queued: 1, running: 1 });
+    }
+
+    #[test]
+    fn a_stale_lease_never_writes_and_the_new_holder_goes_on_at_the_next_number() {
+        let backend = redis();
+        let shared = backend.store.clone().shared().expect("redis is shared");
+        let b = bounds(4, 4, Duration::from_secs(10));
+        let job = row(None);
+        let Ok(Admitted::Run(first)) = shared.admit("a", &job, &b).expect("answers").decision else { panic!("runs") };
+        shared.release(&[(job.id, first)]).expect("released"); // as if its lease had expired
+        let taken = shared.reap("b", &b, &[]).expect("reaps");
+        assert_eq!(taken.len(), 1);
+        let second = taken[0].token;
+        assert!(second > first, "a new holder gets a larger token");
+        assert_eq!(backend.store.write(&next_event(&job, first)).expect("answers"), vec![job.id], "fenced");
+        assert_eq!(shared.job(job.id).expect("reads").expect("kept").1.len(), 1, "nothing of the stale holder was kept");
+        assert!(backend.store.write(&next_event(&job, second)).expect("answers").is_empty());
+        let (kept, events) = shared.job(job.id).expect("reads").expect("kept");
+        assert_eq!((kept.state.seq, events.len()), (2, 2));
+        assert_eq!(kept.state.message, format!("written under {second}"));
+    }
+
+    #[test]
+    fn heartbeats_renew_and_tell_of_lost_leases_and_cancel_requests() {
+        let backend = redis();
+        let shared = backend.store.clone().shared().expect("redis is shared");
+        let b = bounds(4, 4, Duration::from_secs(10));
+        let job = row(None);
+        let Ok(Admitted::Run(token)) = shared.admit("a", &job, &b).expect("answers").decision else { panic!("runs") };
+        assert_eq!(shared.heartbeat("a", &[(job.id, token)], b.lease).expect("beats"), Beat::default());
+        assert!(matches!(shared.request_cancel("b", job.id, &b).expect("answers"), CancelReply::Requested));
+        // Even if the notice was lost, the holder learns of it at its next heartbeat.
+        let beat = shared.heartbeat("a", &[(job.id, token)], b.lease).expect("beats");
+        assert_eq!(beat, Beat { lost: vec![], cancelled: vec![job.id] });
+        let beat = shared.heartbeat("a", &[(job.id, token + 1)], b.lease).expect("beats");
+        assert_eq!(beat.lost, vec![job.id], "a token that is not the job's is a lost lease");
+    }
+
+    #[test]
+    fn take_overs_skip_the_leases_the_caller_holds_and_nothing_else() {
+        let backend = redis();
+        let shared = backend.store.clone().shared().expect("redis is shared");
+        let b = bounds(4, 4, Duration::from_millis(30));
+        let (held, forgotten) = (row(None), row(None));
+        for job in [&held, &forgotten] {
+            assert!(matches!(shared.admit("a", job, &b).expect("answers").decision, Ok(Admitted::Run(_))));
+        }
+        std::thread::sleep(Duration::from_millis(80)); // both leases expire
+        let taken = shared.reap("a", &b, &[held.id]).expect("reaps");
+        let ids: Vec<JobId> = taken.iter().map(|c| c.job.0.id).collect();
+        assert_eq!(ids, vec![forgotten.id], "a lease of its own name that it does not hold is taken over");
+    }
 
     #[test]
     fn notices_read_back_as_written() {
