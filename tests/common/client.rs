@@ -9,6 +9,26 @@ use serde_json::{json, Value};
 
 use super::process::ServerProcess;
 
+/// Anything that serves the API at an address: a server process, or a proxy in front of some.
+pub trait Server {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Server for ServerProcess {
+    fn url(&self, path: &str) -> String {
+        ServerProcess::url(self, path)
+    }
+}
+
+/// A server on a local port that this test did not start itself (e.g. nginx).
+pub struct Port(pub u16);
+
+impl Server for Port {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.0, path)
+    }
+}
+
 /// A client of one owner: its bearer token from the first start.
 pub struct Client {
     pub http: reqwest::Client,
@@ -27,7 +47,7 @@ impl Client {
         }
     }
 
-    pub async fn start(&mut self, server: &ServerProcess, kind: &str, params: Value) -> String {
+    pub async fn start(&mut self, server: &impl Server, kind: &str, params: Value) -> String {
         let response = self
             .auth(self.http.post(server.url("/api/jobs")))
             .json(&json!({"kind": kind, "params": params}))
@@ -42,12 +62,12 @@ impl Client {
         body["id"].as_str().expect("an id").to_string()
     }
 
-    pub async fn job(&self, server: &ServerProcess, id: &str) -> (u16, Value) {
+    pub async fn job(&self, server: &impl Server, id: &str) -> (u16, Value) {
         let response = self.auth(self.http.get(server.url(&format!("/api/jobs/{id}")))).send().await.expect("request");
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn events(&self, server: &ServerProcess, id: &str, after: Option<u64>) -> reqwest::Response {
+    pub async fn events(&self, server: &impl Server, id: &str, after: Option<u64>) -> reqwest::Response {
         let mut request = self.auth(self.http.get(server.url(&format!("/api/jobs/{id}/events"))));
         if let Some(after) = after {
             request = request.header("Last-Event-ID", after.to_string());
@@ -58,7 +78,7 @@ impl Client {
     }
 
     /// Waits (at most 30 s) until the job's status is `status`.
-    pub async fn wait_for(&self, server: &ServerProcess, id: &str, status: &str) -> Value {
+    pub async fn wait_for(&self, server: &impl Server, id: &str, status: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let (code, job) = self.job(server, id).await;
