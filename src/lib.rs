@@ -11,7 +11,9 @@
 //! - [`app`]: the HTML shell, `<App/>` and its routes.
 //! - [`pages`]: one module per route.
 //! - [`components`]: progress bar, step label, status panel ... one component per module.
-//! - [`hooks`]: `use_sse_progress`, the reactive view of one job's stream.
+//! - [`hooks`]: `use_sse_progress`, the reactive view of one job's stream, and the tab's event
+//!   hub it shares (the hub never imports the hook).
+//! - [`retry`]: back-off for reconnecting, shared by the browser and the terminal client.
 
 // Leptos views are deeply nested types; the release build (without type erasure) needs room.
 #![recursion_limit = "256"]
@@ -25,6 +27,7 @@ pub mod hooks;
 pub mod jobs;
 pub mod model;
 pub mod pages;
+pub mod retry;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod server_fns;

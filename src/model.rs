@@ -335,6 +335,14 @@ fn lower_first(label: &str) -> String {
     chars.next().map_or_else(String::new, |first| first.to_lowercase().chain(chars).collect())
 }
 
+/// "14:03:07.215" (UTC) from milliseconds since the epoch: when a log line was written, as the
+/// log console and the terminal client show it.
+pub fn clock(ts: u64) -> String {
+    let ms = ts % 1000;
+    let secs = ts / 1000;
+    format!("{:02}:{:02}:{:02}.{ms:03}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
 /// Milliseconds since the Unix epoch, now: the `ts` of every event on the server, the
 /// browser's clock in the browser.
 pub fn now_ms() -> u64 {
@@ -378,6 +386,12 @@ pub struct KindInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_shows_utc_time_of_day_with_milliseconds() {
+        assert_eq!(clock(1_795_573_262_362), "02:21:02.362");
+        assert_eq!(clock(0), "00:00:00.000");
+    }
 
     #[test]
     fn job_ids_round_trip_and_reject_garbage_clearly() {

@@ -78,7 +78,7 @@ impl Display {
         let fields: Vec<String> = line.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let text = format!(
             "{} {:<5} {} {}",
-            crate::components::clock(line.ts),
+            crate::model::clock(line.ts),
             line.level.as_str().to_uppercase(),
             line.message,
             fields.join(" ")
@@ -193,7 +193,7 @@ pub async fn watch(url: Url, token: Option<String>) -> Outcome {
             eprintln!("Connection lost: gave up after {MAX_RETRIES} attempts to re-attach to {url}");
             return Outcome::Unfollowable;
         }
-        let wait = crate::hooks::use_sse_progress::backoff(
+        let wait = crate::retry::backoff(
             Duration::from_millis(250),
             Duration::from_secs(5),
             attempt,

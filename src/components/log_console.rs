@@ -8,7 +8,7 @@
 use leptos::html::Div;
 use leptos::prelude::*;
 
-use crate::model::{LogLevel, LogLine};
+use crate::model::{clock, LogLevel, LogLine};
 
 /// How close to the bottom (in pixels) still counts as "following".
 const FOLLOW_SLACK: i32 = 24;
@@ -20,13 +20,6 @@ fn level_class(level: LogLevel) -> &'static str {
         LogLevel::Info => "text-sky-300",
         LogLevel::Debug | LogLevel::Trace => "text-slate-400",
     }
-}
-
-/// "14:03:07.215" (UTC) from milliseconds since the epoch.
-pub fn clock(ts: u64) -> String {
-    let ms = ts % 1000;
-    let secs = ts / 1000;
-    format!("{:02}:{:02}:{:02}.{ms:03}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
 }
 
 fn fields_text(line: &LogLine) -> String {
@@ -173,16 +166,5 @@ pub fn LogConsole(
                 </button>
             </Show>
         </section>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clock_shows_utc_time_of_day_with_milliseconds() {
-        assert_eq!(clock(1_795_573_262_362), "02:21:02.362");
-        assert_eq!(clock(0), "00:00:00.000");
     }
 }

@@ -18,7 +18,7 @@ pub use cancel_button::CancelButton;
 pub use connection_notice::ConnectionNotice;
 pub use eta_rate::EtaRate;
 pub use job_outcome::JobOutcome;
-pub use log_console::{clock, LogConsole};
+pub use log_console::LogConsole;
 pub use phase_progress::PhaseProgress;
 pub use progress_bar::ProgressBar;
 pub use radial_progress::RadialProgress;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
-use super::ConnectionState;
+use super::connection::ConnectionState;
 use crate::model::{JobId, LogLine, Snapshot};
 
 /// Something that happened to one job on the tab's stream.
@@ -79,8 +79,8 @@ mod browser {
 
     use super::{EventHub, HubEvent, SubscriptionKey};
     use crate::hooks::event_source::{Connection, Handlers};
-    use crate::hooks::use_sse_progress::backoff;
-    use crate::hooks::ConnectionState;
+    use crate::hooks::connection::ConnectionState;
+    use crate::retry::backoff;
     use crate::model::{JobId, LogLine, Snapshot};
 
     /// Where the tab's stream is.

@@ -7,20 +7,7 @@ use serde_json::Value;
 
 use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
-/// The connection to the job's stream, as a person would describe it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionState {
-    /// Opening the stream for the first time.
-    Connecting,
-    /// Events are flowing.
-    Open,
-    /// The stream dropped; retrying with back-off. Not a failure (yet).
-    Reconnecting,
-    /// Not connected and not trying: the job ended, `close()` was called, or there is no job.
-    Closed,
-    /// Every retry failed; `reconnect()` tries again.
-    Lost,
-}
+pub use super::connection::ConnectionState;
 
 /// How a hook reaches its job's events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,14 +214,6 @@ pub fn use_sse_progress_with_options(
     }
 }
 
-/// The wait before reconnection attempt `attempt` (1-based): `first` doubled per attempt,
-/// capped at `cap`, then scaled by a jitter of ±20 % (`unit` is a random number in 0..1) so
-/// that many tabs do not reconnect in lock-step after a server restart.
-pub fn backoff(first: Duration, cap: Duration, attempt: u32, unit: f64) -> Duration {
-    let doubled = first.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    doubled.min(cap).mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
-}
-
 /// On the server: nothing to connect; the controls do nothing.
 #[cfg(feature = "ssr")]
 mod transport {
@@ -256,6 +235,7 @@ mod transport {
 mod transport {
     use super::*;
     use crate::hooks::event_hub::{use_event_hub, EventHub, HubEvent, SubscriptionKey};
+    use crate::retry::backoff;
     use crate::hooks::event_source::{Connection, Handlers};
     use leptos::leptos_dom::helpers::TimeoutHandle;
 
@@ -483,15 +463,5 @@ mod tests {
         assert!(is_newer(Some(&snap(3)), &snap(4)));
         assert!(!is_newer(Some(&snap(3)), &snap(3)), "a duplicate is dropped");
         assert!(!is_newer(Some(&snap(3)), &snap(2)), "a replayed event is dropped");
-    }
-
-    #[test]
-    fn reconnection_waits_double_up_to_the_cap_with_jitter() {
-        let (first, cap) = (Duration::from_millis(500), Duration::from_secs(8));
-        assert_eq!(backoff(first, cap, 1, 0.5), Duration::from_millis(500));
-        assert_eq!(backoff(first, cap, 3, 0.5), Duration::from_secs(2));
-        assert_eq!(backoff(first, cap, 30, 0.5), cap);
-        assert_eq!(backoff(first, cap, 1, 0.0), Duration::from_millis(400));
-        assert_eq!(backoff(first, cap, 1, 1.0), Duration::from_millis(600));
     }
 }
