@@ -27,6 +27,7 @@ use extract::only;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::AppError;
@@ -75,6 +76,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(owner::identify))
         .layer(middleware::from_fn(security::refuse_cross_site))
         .layer(middleware::from_fn(security::security_headers))
+        // Brotli or gzip, as the client accepts, for pages, the wasm, JS, CSS and JSON. Its
+        // default predicate never touches `text/event-stream` (a stream must not wait in an
+        // encoder's buffer), nor images or answers under 32 bytes.
+        .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
