@@ -254,25 +254,21 @@ impl Inner {
 /// The listener thread: notices until the engine is gone, reconnecting with a growing pause.
 fn listen(engine: &Weak<Inner>, shared: &Arc<dyn SharedStore>) {
     let mut pause = Duration::from_millis(50);
-    let mut last_check = Instant::now();
     loop {
+        // Due at once: whatever came while not subscribed is read on the first callback.
+        let mut last_check: Option<Instant> = None;
         let mut handler = |notice: Option<Notice>| {
             let Some(inner) = engine.upgrade() else { return false };
             if inner.shutdown.is_cancelled() {
                 return false;
             }
             pause = Duration::from_millis(50);
-            match notice {
-                Some(notice) => inner.on_notice(notice),
-                None => {
-                    // (Re)subscribed, or quiet for a while: look at everything once.
-                    inner.recheck_mirrors();
-                    last_check = Instant::now();
-                }
+            if let Some(notice) = notice {
+                inner.on_notice(notice);
             }
-            if last_check.elapsed() >= RECHECK_EVERY {
+            if last_check.is_none_or(|at| at.elapsed() >= RECHECK_EVERY) {
                 inner.recheck_mirrors();
-                last_check = Instant::now();
+                last_check = Some(Instant::now());
             }
             true
         };

@@ -61,13 +61,35 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
         c.lease = Duration::from_millis(ms);
     }
     if let Ok(value) = std::env::var("SSE_PROGRESS_INSTANCE") {
-        let fits = (1..=100).contains(&value.len())
-            && value.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
-        if !fits {
-            let expected = "1 to 100 characters from A-Z a-z 0-9 . _ -".to_string();
-            return Err(ConfigError { name: "SSE_PROGRESS_INSTANCE", value, expected });
-        }
-        c.instance = Some(value);
+        c.instance = Some(instance_name(value)?);
     }
     Ok(c)
+}
+
+/// An instance's name as given, if it is 1-100 characters from `A-Z a-z 0-9 . _ -` (it is
+/// written into Redis and `/metrics` labels).
+fn instance_name(value: String) -> Result<String, ConfigError> {
+    let fits = (1..=100).contains(&value.len()) && value.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+    if fits {
+        return Ok(value);
+    }
+    let expected = "1 to 100 characters from A-Z a-z 0-9 . _ -".to_string();
+    Err(ConfigError { name: "SSE_PROGRESS_INSTANCE", value, expected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_name_that_cannot_label_metrics_is_refused_with_what_is_allowed() {
+        assert_eq!(instance_name("web-1.eu_west".into()).expect("fits"), "web-1.eu_west");
+        let err = instance_name("web 1\"}".into()).expect_err("a space and a quote");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SSE_PROGRESS_INSTANCE=\"web 1\\\"}\" is not valid: 1 to 100 characters from A-Z a-z 0-9 . _ -"
+        );
+        assert!(instance_name(String::new()).is_err());
+        assert!(instance_name("x".repeat(101)).is_err());
+    }
 }

@@ -97,6 +97,23 @@ impl RedisStore {
         StoreError::Unreachable { url: self.shown.clone(), reason: error.to_string() }
     }
 
+    /// One job with its kept events (its hash and stream in one pipeline), `None` if not kept.
+    fn read_one(&self, id: JobId) -> Result<Option<LoadedJob>, StoreError> {
+        let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
+            redis::pipe()
+                .hgetall(format!("{PREFIX}job:{id}"))
+                .cmd("XRANGE")
+                .arg(format!("{PREFIX}events:{id}"))
+                .arg("-")
+                .arg("+")
+                .query(conn)
+        })?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        read_job(id, &hash, &entries).map(Some)
+    }
+
     /// A new connection with the store's timeouts.
     fn connect(&self) -> Result<Connection, StoreError> {
         let conn = self.client.get_connection_with_timeout(TIMEOUT).map_err(|e| self.unreachable(&e))?;
@@ -194,9 +211,8 @@ fn damaged(what: &str, reason: impl std::fmt::Display) -> StoreError {
 /// A stream's entries as read back: (entry id, fields).
 type Entries = Vec<(String, HashMap<String, String>)>;
 
-/// One job's hash and stream, as a pipeline answers them.
-fn job_queries(pipe: &mut redis::Pipeline, id: JobId) {
-    pipe.hgetall(format!("{PREFIX}job:{id}")).cmd("XRANGE").arg(format!("{PREFIX}events:{id}")).arg("-").arg("+");
+fn parse_id(text: &str) -> Result<JobId, StoreError> {
+    text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))
 }
 
 /// One event from its stream entry.
@@ -259,16 +275,7 @@ impl JobStore for RedisStore {
         let ids: Vec<String> = self.with(|conn| conn.smembers(format!("{PREFIX}jobs")))?;
         let mut jobs = Vec::with_capacity(ids.len());
         for text in ids {
-            let id: JobId = text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))?;
-            let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
-                let mut pipe = redis::pipe();
-                job_queries(&mut pipe, id);
-                pipe.query(conn)
-            })?;
-            if hash.is_empty() {
-                continue;
-            }
-            jobs.push(read_job(id, &hash, &entries)?);
+            jobs.extend(self.read_one(parse_id(&text)?)?);
         }
         jobs.sort_by_key(|(row, _)| (row.state.created, row.id));
         Ok(jobs)

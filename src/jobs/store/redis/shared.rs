@@ -1,10 +1,9 @@
 //! The shared half of the seam on Redis: every step that must hold across instances is one of
 //! the `scripts`; reads are pipelines; notices come over pub/sub on a connection of their own.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{damaged, job_queries, read_event, read_job, row_json, to_json, Entries, RedisStore, PREFIX};
+use super::{damaged, parse_id, read_event, row_json, to_json, Entries, RedisStore, PREFIX};
 use crate::jobs::store::shared::{
     Admission, Admitted, Beat, Bounds, CancelReply, Claimed, Counts, Listener, Notice, Refused, SharedStore, Token,
 };
@@ -20,10 +19,6 @@ const LISTEN_TICK: Duration = Duration::from_secs(1);
 
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
-}
-
-fn parse_id(text: &str) -> Result<JobId, StoreError> {
-    text.parse().map_err(|e| damaged(&format!("job id {text:?}"), e))
 }
 
 /// Reads a notice off the `notify` channel; `None` for anything else.
@@ -174,15 +169,7 @@ impl SharedStore for RedisStore {
     }
 
     fn job(&self, id: JobId) -> Result<Option<LoadedJob>, StoreError> {
-        let (hash, entries): (HashMap<String, String>, Entries) = self.with(|conn| {
-            let mut pipe = redis::pipe();
-            job_queries(&mut pipe, id);
-            pipe.query(conn)
-        })?;
-        if hash.is_empty() {
-            return Ok(None);
-        }
-        read_job(id, &hash, &entries).map(Some)
+        self.read_one(id)
     }
 
     fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<(Vec<JobEvent>, Snapshot)>>, StoreError> {
@@ -297,6 +284,13 @@ mod tests {
         }
     }
 
+    /// A job admitted by instance "a" and running under its lease.
+    fn running_job(shared: &dyn SharedStore, b: &Bounds) -> (JobRow, Token) {
+        let job = row(None);
+        let Ok(Admitted::Run(token)) = shared.admit("a", &job, b).expect("answers").decision else { panic!("runs") };
+        (job, token)
+    }
+
     /// A write of the job's next state (seq 2) under `lease`.
     fn next_event(row: &JobRow, lease: Token) -> Batch {
         let mut state = Snapshot::clone(&row.state);
@@ -327,8 +321,7 @@ mod tests {
         let backend = redis();
         let shared = backend.store.clone().shared().expect("redis is shared");
         let b = bounds(4, 4, Duration::from_secs(10));
-        let job = row(None);
-        let Ok(Admitted::Run(first)) = shared.admit("a", &job, &b).expect("answers").decision else { panic!("runs") };
+        let (job, first) = running_job(&*shared, &b);
         shared.release(&[(job.id, first)]).expect("released"); // as if its lease had expired
         let taken = shared.reap("b", &b, &[]).expect("reaps");
         assert_eq!(taken.len(), 1);
@@ -347,8 +340,7 @@ mod tests {
         let backend = redis();
         let shared = backend.store.clone().shared().expect("redis is shared");
         let b = bounds(4, 4, Duration::from_secs(10));
-        let job = row(None);
-        let Ok(Admitted::Run(token)) = shared.admit("a", &job, &b).expect("answers").decision else { panic!("runs") };
+        let (job, token) = running_job(&*shared, &b);
         assert_eq!(shared.heartbeat("a", &[(job.id, token)], b.lease).expect("beats"), Beat::default());
         assert!(matches!(shared.request_cancel("b", job.id, &b).expect("answers"), CancelReply::Requested));
         // Even if the notice was lost, the holder learns of it at its next heartbeat.
