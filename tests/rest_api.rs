@@ -39,7 +39,7 @@ async fn job_kinds_list_each_kind_with_its_params_schema_and_defaults() {
     assert_eq!(names, ["checksum", "discover", "failing", "ticker"]);
     let ticker = &kinds[3];
     assert!(ticker["description"].as_str().expect("text").contains("steps"));
-    assert_eq!(ticker["defaults"], json!({"steps": 10, "interval_ms": 500}));
+    assert_eq!(ticker["defaults"], json!({"steps": 10, "interval_ms": 500, "log": false}));
     let properties = &ticker["params_schema"]["properties"];
     assert_eq!(properties["steps"]["type"], "integer");
     assert!(properties["interval_ms"].is_object());
@@ -240,7 +240,7 @@ async fn bad_requests_get_problem_documents_that_say_what_is_allowed() {
     let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"steps": 0}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(body["detail"].as_str().expect("text").ends_with("steps must be between 1 and 100000, got 0"));
     let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"speed": 3}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert!(body["detail"].as_str().expect("text").contains("unknown field `speed`, expected `steps` or `interval_ms`"), "{body}");
+    assert!(body["detail"].as_str().expect("text").contains("unknown field `speed`, expected one of `steps`, `interval_ms`, `log`"), "{body}");
     let body = problem(post_job(&app, json!({"params": {}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(body["detail"].as_str().expect("text").contains("missing field `kind`"), "{body}");
 

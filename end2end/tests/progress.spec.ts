@@ -185,6 +185,34 @@ test.describe("pages", () => {
   });
 });
 
+test.describe("on a phone", () => {
+  test.use({ viewport: { width: 360, height: 740 }, permissions: ["clipboard-read", "clipboard-write"] });
+
+  test("a finished job's result wraps with no sideways scrolling, and Copy puts it on the clipboard", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    await job.openNewJob("checksum", { size_mib: 2, chunk_delay_ms: 0 });
+    await job.waitForStatus("Completed");
+    await expect(job.result).toContainText(/"sha256": "[0-9a-f]{64}"/);
+    const overflow = await page.evaluate(() => {
+      const result = document.querySelector('[data-testid="job-result"]')!;
+      return {
+        result: result.scrollWidth - result.clientWidth,
+        page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      };
+    });
+    expect(overflow).toEqual({ result: 0, page: 0 });
+
+    const copy = page.getByTestId("copy-button");
+    await expect(copy).toHaveAccessibleName("Copy the result");
+    await copy.click();
+    await expect(copy).toContainText("Copied");
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expect(JSON.parse(copied).sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(copied).toBe(await job.result.textContent());
+  });
+});
+
 test.describe("security", () => {
   test("the app works under its Content-Security-Policy with no violation", async ({ page }) => {
     await page.addInitScript(() => {

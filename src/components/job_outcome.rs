@@ -5,6 +5,7 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 use serde_json::Value;
 
+use super::CopyButton;
 use crate::model::JobStatus;
 use crate::server_fns::StartJob;
 
@@ -26,6 +27,9 @@ pub fn JobOutcome(
     kind: Option<String>,
 ) -> impl IntoView {
     let again = ServerAction::<StartJob>::new();
+    // Only a change of status redraws the panel (not every new state of the job), so a click
+    // on Copy is not lost to a redraw.
+    let status = Memo::new(move |_| status.get());
     let pretty = move || {
         result
             .get()
@@ -37,8 +41,11 @@ pub fn JobOutcome(
             {move || match status.get() {
                 Some(JobStatus::Completed) => view! {
                     <section role="status" class="space-y-2 rounded-xl border border-emerald-200 bg-emerald-50 p-4 dark:border-emerald-900 dark:bg-emerald-950">
-                        <h2 class="font-semibold text-emerald-900 dark:text-emerald-100">"Completed"</h2>
-                        <pre data-testid="job-result" class="overflow-x-auto rounded-lg bg-white/70 p-3 text-xs text-slate-800 dark:bg-slate-900/70 dark:text-slate-200">{pretty}</pre>
+                        <div class="flex items-center justify-between gap-2">
+                            <h2 class="font-semibold text-emerald-900 dark:text-emerald-100">"Completed"</h2>
+                            <CopyButton text=Signal::derive(pretty) what="the result"/>
+                        </div>
+                        <pre data-testid="job-result" class="whitespace-pre-wrap wrap-anywhere rounded-lg bg-white/70 p-3 text-xs text-slate-800 dark:bg-slate-900/70 dark:text-slate-200">{pretty}</pre>
                     </section>
                 }.into_any(),
                 Some(JobStatus::Failed) => view! {

@@ -137,7 +137,7 @@ pub fn LogConsole(
                     fallback=|| view! { <p class="text-slate-500">"No log lines yet."</p> }
                 >
                     <For each=move || lines.get() key=|line| line.seq let(line)>
-                        <p data-level=line.level.as_str() class="whitespace-pre-wrap break-words">
+                        <p data-level=line.level.as_str() data-seq=line.seq class="whitespace-pre-wrap break-words">
                             <time class="text-slate-500">{clock(line.ts)}</time>
                             " "
                             <span class=format!("font-semibold uppercase {}", level_class(line.level))>

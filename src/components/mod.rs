@@ -2,6 +2,7 @@
 //! job state (the `use_sse_progress` hook, a test, a demo) can drive it.
 
 mod cancel_button;
+mod copy_button;
 mod connection_notice;
 mod eta_rate;
 mod job_outcome;
@@ -15,6 +16,7 @@ mod step_label;
 mod stepper;
 
 pub use cancel_button::CancelButton;
+pub use copy_button::CopyButton;
 pub use connection_notice::ConnectionNotice;
 pub use eta_rate::EtaRate;
 pub use job_outcome::JobOutcome;

@@ -2,7 +2,8 @@
 //! (below both, so neither imports the other for it).
 
 /// The connection to the job's stream, as a person would describe it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
     /// Opening the stream for the first time.
     Connecting,

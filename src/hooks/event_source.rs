@@ -5,8 +5,9 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{Event, EventSource, MessageEvent};
 
-/// The job event names that carry a state (`data:` is a `Snapshot`).
-const STATE_EVENTS: [&str; 7] = ["pending", "progress", "completed", "failed", "cancelled", "interrupted", "reset"];
+/// Every event name of a job stream: the states (`data:` is a `Snapshot`), `log` (a
+/// `LogLine`) and `end`.
+const EVENTS: [&str; 9] = ["pending", "progress", "completed", "failed", "cancelled", "interrupted", "reset", "log", "end"];
 
 /// A DOM event listener, kept alive as long as its connection.
 type Listener = Closure<dyn FnMut(Event)>;
@@ -15,12 +16,8 @@ type Listener = Closure<dyn FnMut(Event)>;
 pub(crate) struct Handlers {
     /// The stream is open.
     pub on_open: Box<dyn Fn()>,
-    /// A state event arrived; the argument is its `data:`.
-    pub on_state: Box<dyn Fn(String)>,
-    /// A log line arrived; the argument is its `data:`.
-    pub on_log: Box<dyn Fn(String)>,
-    /// The server said a stream is complete (`event: end`); the argument is its `data:`.
-    pub on_end: Box<dyn Fn(String)>,
+    /// A job event arrived: its name (a state event, `log` or `end`) and its `data:`.
+    pub on_event: Box<dyn Fn(&'static str, String)>,
     /// The connection failed or dropped. The browser's own retry is stopped: the owner
     /// decides when to reconnect.
     pub on_error: Box<dyn Fn()>,
@@ -40,42 +37,20 @@ impl Connection {
     /// Opens `url` and routes its events to `handlers`.
     pub(crate) fn open(url: &str, handlers: Handlers) -> Result<Self, String> {
         let source = EventSource::new(url).map_err(|e| describe(&e))?;
-        let Handlers {
-            on_open,
-            on_state,
-            on_log,
-            on_end,
-            on_error,
-        } = handlers;
-        let on_state = std::rc::Rc::new(on_state);
+        let Handlers { on_open, on_event, on_error } = handlers;
+        let on_event = std::rc::Rc::new(on_event);
         let mut listeners: Vec<(&str, Listener)> = Vec::new();
         listeners.push(("open", Closure::new(move |_: Event| on_open())));
-        for name in STATE_EVENTS {
-            let on_state = on_state.clone();
+        for name in EVENTS {
+            let on_event = on_event.clone();
             listeners.push((
                 name,
                 Closure::new(move |e: Event| {
-                    if let Some(data) = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) {
-                        on_state(data);
-                    }
+                    let data = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
+                    on_event(name, data);
                 }),
             ));
         }
-        listeners.push((
-            "log",
-            Closure::new(move |e: Event| {
-                if let Some(data) = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()) {
-                    on_log(data);
-                }
-            }),
-        ));
-        listeners.push((
-            "end",
-            Closure::new(move |e: Event| {
-                let data = e.dyn_ref::<MessageEvent>().and_then(|m| m.data().as_string()).unwrap_or_default();
-                on_end(data);
-            }),
-        ));
         {
             let source = source.clone();
             listeners.push((

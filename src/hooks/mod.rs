@@ -5,6 +5,8 @@ mod connection;
 pub mod event_hub;
 #[cfg(not(feature = "ssr"))]
 mod event_source;
+#[cfg(not(feature = "ssr"))]
+mod tabs;
 pub mod use_sse_progress;
 
 pub use connection::ConnectionState;

@@ -345,18 +345,20 @@ mod transport {
                 on_open: Box::new(move || {
                     self.connection.set(ConnectionState::Open);
                 }),
-                on_state: Box::new(move |data: String| match serde_json::from_str::<Snapshot>(&data) {
-                    Ok(snapshot) => {
-                        self.attempt.set_value(0);
-                        self.apply(snapshot);
-                    }
-                    Err(e) => leptos::logging::warn!("ignoring an event that is not a job state: {e}"),
+                on_event: Box::new(move |name, data: String| match name {
+                    "log" => match serde_json::from_str::<LogLine>(&data) {
+                        Ok(line) => self.add_log(line),
+                        Err(e) => leptos::logging::warn!("ignoring a log event that does not parse: {e}"),
+                    },
+                    "end" => self.close(),
+                    _ => match serde_json::from_str::<Snapshot>(&data) {
+                        Ok(snapshot) => {
+                            self.attempt.set_value(0);
+                            self.apply(snapshot);
+                        }
+                        Err(e) => leptos::logging::warn!("ignoring an event that is not a job state: {e}"),
+                    },
                 }),
-                on_log: Box::new(move |data: String| match serde_json::from_str::<LogLine>(&data) {
-                    Ok(line) => self.add_log(line),
-                    Err(e) => leptos::logging::warn!("ignoring a log event that does not parse: {e}"),
-                }),
-                on_end: Box::new(move |_| self.close()),
                 on_error: Box::new(move || self.retry()),
             };
             match Connection::open(&url, handlers) {

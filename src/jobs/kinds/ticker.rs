@@ -25,6 +25,8 @@ pub struct TickerParams {
     /// Time between steps, in milliseconds (0-600000). Default 500.
     #[schemars(range(min = 0, max = 600000))]
     pub interval_ms: u64,
+    /// Also log a line per tick, for demos and tests of the job's log. Default false.
+    pub log: bool,
 }
 
 impl Default for TickerParams {
@@ -32,6 +34,7 @@ impl Default for TickerParams {
         Self {
             steps: 10,
             interval_ms: 500,
+            log: false,
         }
     }
 }
@@ -63,6 +66,9 @@ pub async fn run(p: TickerParams, r: ProgressReporter) -> Result<TickerResult, J
                 .percent(100.0 * f64::from(i) / f64::from(p.steps))
                 .message(format!("Tick {i} of {}", p.steps)),
         );
+        if p.log {
+            tracing::info!(tick = i, of = p.steps, "tick");
+        }
         r.checkpoint(&i);
     }
     Ok(TickerResult { ticks: p.steps })
