@@ -46,10 +46,16 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // One event stream per tab, shared by every job view in it.
-    provide_event_hub();
+    // One event stream per browser, shared by every job view of every tab. It opens with the
+    // app (after hydration): a job started here streams from its first event while its page
+    // loads, and the header counts the jobs not finished yet, live.
+    let hub = provide_event_hub();
     let hydrated = RwSignal::new(false);
-    Effect::new(move |_| hydrated.set(true));
+    Effect::new(move |_| {
+        hydrated.set(true);
+        hub.subscribe(None, 0, |_, _| {});
+    });
+    let unfinished = move || hub.jobs.with(|jobs| jobs.values().filter(|s| !s.status.is_terminal()).count());
 
     view! {
         <Stylesheet id="leptos" href="/pkg/sse-progress.css"/>
@@ -66,7 +72,22 @@ pub fn App() -> impl IntoView {
                         </a>
                         <div class="flex items-center gap-4 text-sm">
                             <a href="/" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Start"</a>
-                            <a href="/jobs" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"My jobs"</a>
+                            <a href="/jobs" class="inline-flex items-center gap-1 text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">
+                                "My jobs"
+                                {move || match unfinished() {
+                                    0 => None,
+                                    n => Some(view! {
+                                        <span
+                                            data-testid="unfinished-count"
+                                            title=format!("{n} not finished")
+                                            class="rounded-full bg-indigo-100 px-1.5 text-xs font-semibold tabular-nums text-indigo-700 dark:bg-indigo-900 dark:text-indigo-200"
+                                        >
+                                            {n}
+                                            <span class="sr-only">" not finished"</span>
+                                        </span>
+                                    }),
+                                }}
+                            </a>
                             <a href="/showcase" class="text-slate-600 hover:text-indigo-600 dark:text-slate-300 dark:hover:text-indigo-400">"Showcase"</a>
                         </div>
                     </nav>

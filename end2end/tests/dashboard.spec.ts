@@ -1,6 +1,7 @@
 import { expect, test } from "@playwright/test";
 import { countEventSources, DashboardPage } from "../fixtures/dashboard-page";
 import { JobPage } from "../fixtures/job-page";
+import { startJobViaApi } from "../fixtures/api";
 
 test("eight jobs from one tab all reach 100 % over a single event-stream connection", async ({ page }) => {
   await page.addInitScript(countEventSources);
@@ -71,4 +72,16 @@ test("a failed job's row says why it failed", async ({ page }) => {
   const row = dashboard.rows.first();
   await expect(row.getByTestId("job-status")).toHaveText("Failed", { timeout: 20_000 });
   await expect(row.getByTestId("job-detail")).toContainText(/^Validating failed at record \d+ of 2400: field "amount" is -12\.50/);
+});
+
+test("the header counts the jobs not finished yet, live, on every page", async ({ page }) => {
+  const job = new JobPage(page);
+  await job.gotoHome();
+  const count = page.getByTestId("unfinished-count");
+  await expect(count).toHaveCount(0);
+  await startJobViaApi(page, "ticker", { steps: 6, interval_ms: 300 });
+  await startJobViaApi(page, "ticker", { steps: 6, interval_ms: 300 });
+  await expect(count).toHaveText("2 not finished");
+  await expect(page.getByRole("link", { name: "My jobs 2 not finished" })).toBeVisible();
+  await expect(count).toHaveCount(0, { timeout: 20_000 });
 });

@@ -138,9 +138,10 @@ test.describe("cancelling", () => {
 test.describe("the connection", () => {
   test("a dropped stream says Reconnecting..., then Connection lost, and Try again carries on", async ({ page }) => {
     const job = new JobPage(page);
-    await job.gotoHome();
-    // The server is unreachable for event streams from the start.
+    // The server is unreachable for event streams from the start (the app opens its stream
+    // as soon as it is interactive).
     await page.route("**/api/events*", (route) => route.fulfill({ status: 503, body: "down" }));
+    await job.gotoHome();
     await job.startJob("ticker");
     await expect(job.connection).toHaveText("Reconnecting...");
     await expect(job.status).toHaveText(/Pending|Running/);
@@ -156,7 +157,6 @@ test.describe("the connection", () => {
 
   test("a stream that comes back by itself clears Reconnecting... and continues", async ({ page }) => {
     const job = new JobPage(page);
-    await job.gotoHome();
     let refused = 0;
     await page.route("**/api/events*", async (route) => {
       if (refused < 2) {
@@ -166,7 +166,7 @@ test.describe("the connection", () => {
         await route.continue();
       }
     });
-    await job.startJob("ticker");
+    await job.openNewJob("ticker", {});
     await expect(job.connection).toHaveText("Reconnecting...");
     await job.waitForStatus("Completed");
     await expect(job.connection).toHaveText("");
