@@ -1,7 +1,7 @@
 //! The HTML shell, the root `<App/>` and its routes.
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, Link, Meta, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, Link, Meta, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
@@ -29,6 +29,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <AutoReload options=options.clone()/>
+                <HashedStylesheet id="leptos" options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -58,7 +59,6 @@ pub fn App() -> impl IntoView {
     let unfinished = move || hub.jobs.with(|jobs| jobs.values().filter(|s| !s.status.is_terminal()).count());
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/sse-progress.css"/>
         <Link rel="icon" href="/favicon.ico"/>
         <Meta name="description" content="Long-running jobs with live progress over Server-Sent Events"/>
         <Title formatter=|text| format!("{text} · sse-progress")/>

@@ -27,10 +27,11 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     // Only now, so that what resumed jobs log reaches their viewers through the layer above.
     engine.start_recovered();
 
-    let conf = get_configuration(None)?;
-    let addr = conf.leptos_options.site_addr;
+    let mut leptos_options = get_configuration(None)?.leptos_options;
+    leptos_options.hash_files = server::config::hash_files(&leptos_options);
+    let addr = leptos_options.site_addr;
     let state = AppState {
-        leptos_options: conf.leptos_options,
+        leptos_options,
         engine,
     };
 

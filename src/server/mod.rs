@@ -4,6 +4,7 @@
 //! It only translates between HTTP and the job engine (`crate::jobs`); no job logic lives here.
 
 pub mod api;
+pub mod caching;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(owner::identify))
         .layer(middleware::from_fn(security::refuse_cross_site))
         .layer(middleware::from_fn(security::security_headers))
+        .layer(middleware::from_fn(caching::cache_control))
         // Brotli or gzip, as the client accepts, for pages, the wasm, JS, CSS and JSON. Its
         // default predicate never touches `text/event-stream` (a stream must not wait in an
         // encoder's buffer), nor images or answers under 32 bytes.
