@@ -57,6 +57,10 @@ pub struct SubscriptionKey(u64);
 
 #[cfg(feature = "ssr")]
 impl EventHub {
+    /// On the server: the hub holds no job.
+    pub fn whole(&self, _job: JobId) -> Option<(Snapshot, Vec<LogLine>)> {
+        None
+    }
     /// On the server: nothing to follow.
     pub fn subscribe(&self, _job: Option<JobId>, _seen: u64, _on: impl Fn(JobId, HubEvent) + 'static) -> SubscriptionKey {
         SubscriptionKey(0)
@@ -206,6 +210,20 @@ mod browser {
             if self.role() == Role::Leader {
                 self.post(&Message::Connection { state });
             }
+        }
+
+        /// The newest state of `job` and all its log lines, when this tab has every event of it
+        /// from the first (a job started since the stream opened); read without tracking.
+        pub fn whole(&self, job: JobId) -> Option<(Snapshot, Vec<LogLine>)> {
+            let lines: Vec<LogLine> = self
+                .with(|hub| {
+                    (hub.complete.get(&job) == Some(&0))
+                        .then(|| hub.logs.get(&job).map(|l| l.iter().cloned().collect()).unwrap_or_default())
+                })
+                .flatten()?;
+            let state = self.jobs.with_untracked(|j| j.get(&job).cloned())?;
+            let lines: Vec<LogLine> = lines.into_iter().filter(|l| l.seq <= state.seq).collect();
+            Some((state, lines))
         }
 
         /// Calls `on` for every event of `job` (of every job for `None`) after sequence `seen`,

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::set_not_found_status;
 use crate::components::{CancelButton, ConnectionNotice, LogConsole, JobOutcome, ProgressBar, StartJobForm, StatusBadge, StepLabel};
-use crate::hooks::{use_sse_progress_with_options, UseSseProgressOptions};
+use crate::hooks::{use_event_hub, use_sse_progress_with_options, UseSseProgressOptions};
 use crate::model::{JobStatus, LogLine, Snapshot};
 use crate::server_fns::job_snapshot;
 
@@ -16,19 +16,31 @@ use crate::server_fns::job_snapshot;
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    // Blocking: the server waits for the snapshot so the first HTML already shows the state.
-    let snapshot = Resource::new_blocking(id, job_snapshot);
+    let hub = use_event_hub();
 
-    view! {
-        <Suspense fallback=|| view! { <p class="text-slate-500">"Loading job…"</p> }>
-            {move || Suspend::new(async move {
-                match snapshot.await {
-                    Ok(Some(job)) => view! { <JobView initial=job.state logs=job.logs/> }.into_any(),
-                    Ok(None) => view! { <NoSuchJob/> }.into_any(),
-                    Err(e) => view! { <LoadFailed message=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+    move || {
+        let id = id();
+        // Moving here within the app (after Start Processing), the browser's stream may carry
+        // the job from its first event already: show it at once, with no round trip. On the
+        // server, and while hydrating, the hub holds nothing and the page loads as below.
+        let known = hub.and_then(|hub| hub.whole(id.parse().ok()?));
+        if let Some((state, logs)) = known {
+            return view! { <JobView initial=state logs=logs/> }.into_any();
+        }
+        // Blocking: the server waits for the snapshot so the first HTML already shows the state.
+        let snapshot = Resource::new_blocking(move || id.clone(), job_snapshot);
+        view! {
+            <Suspense fallback=|| view! { <p class="text-slate-500">"Loading job…"</p> }>
+                {move || Suspend::new(async move {
+                    match snapshot.await {
+                        Ok(Some(job)) => view! { <JobView initial=job.state logs=job.logs/> }.into_any(),
+                        Ok(None) => view! { <NoSuchJob/> }.into_any(),
+                        Err(e) => view! { <LoadFailed message=e.to_string()/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        }
+        .into_any()
     }
 }
 
