@@ -3,10 +3,10 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, Link, Meta, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{ParamSegment, StaticSegment};
+use leptos_router::{Lazy, ParamSegment, StaticSegment};
 
 use crate::hooks::provide_event_hub;
-use crate::pages::{DashboardPage, HomePage, JobPage, NotFoundPage, ShowcasePage};
+use crate::pages::{DashboardRoute, HomePage, JobPage, NotFoundPage, ShowcaseRoute};
 
 /// The document around the app, rendered on the server, with its Content-Security-Policy.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -95,9 +95,9 @@ pub fn App() -> impl IntoView {
                 <main class="mx-auto max-w-5xl px-4 py-8 sm:py-12">
                     <Routes fallback=|| view! { <NotFoundPage/> }>
                         <Route path=StaticSegment("") view=HomePage/>
-                        <Route path=StaticSegment("jobs") view=DashboardPage/>
+                        <Route path=StaticSegment("jobs") view={Lazy::<DashboardRoute>::new()}/>
                         <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
-                        <Route path=StaticSegment("showcase") view=ShowcasePage/>
+                        <Route path=StaticSegment("showcase") view={Lazy::<ShowcaseRoute>::new()}/>
                     </Routes>
                 </main>
             </div>

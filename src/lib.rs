@@ -32,10 +32,11 @@ pub mod retry;
 pub mod server;
 pub mod server_fns;
 
-/// The browser's entry point: hydrates the server-rendered page.
+/// The browser's entry point: hydrates the server-rendered page (asynchronously, so a page
+/// behind a lazy route first fetches its code).
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    leptos::mount::hydrate_lazy(app::App);
 }

@@ -4,7 +4,7 @@ test("the app's wasm, JS and CSS arrive compressed and content-named for a year'
   const assets = new Map<string, { path: string; encoding: string; cache: string }>();
   page.on("response", async (response) => {
     const url = new URL(response.url());
-    if (url.pathname.startsWith("/pkg/")) {
+    if (url.pathname.startsWith("/pkg/sse-progress.")) {
       const headers = await response.allHeaders();
       assets.set(url.pathname.split(".").pop() ?? "", {
         path: url.pathname,
@@ -33,4 +33,24 @@ test("the app's wasm, JS and CSS arrive compressed and content-named for a year'
   });
   expect(stream.type).toContain("text/event-stream");
   expect(stream.encoding, "a stream must never wait in an encoder").toBeNull();
+});
+
+test("a page behind a lazy route fetches its own code, content-named and compressed, when first opened", async ({ page }) => {
+  const chunks: { path: string; encoding: string; cache: string }[] = [];
+  page.on("response", async (response) => {
+    const url = new URL(response.url());
+    if (url.pathname.startsWith("/pkg/") && url.pathname.endsWith(".wasm") && !url.pathname.startsWith("/pkg/sse-progress.")) {
+      const headers = await response.allHeaders();
+      chunks.push({ path: url.pathname, encoding: headers["content-encoding"] ?? "none", cache: headers["cache-control"] ?? "none" });
+    }
+  });
+  await page.goto("/");
+  await page.locator('[data-hydrated="true"]').waitFor();
+  expect(chunks.filter((c) => c.path.includes("dashboard")), "the home page does not fetch the dashboard's code").toEqual([]);
+  await page.getByRole("link", { name: "My jobs" }).click();
+  await expect(page.getByRole("heading", { name: "My jobs" })).toBeVisible();
+  const dashboard = chunks.find((c) => c.path.includes("dashboard"));
+  expect(dashboard, JSON.stringify(chunks)).toBeDefined();
+  expect(["br", "gzip"]).toContain(dashboard?.encoding);
+  expect(dashboard?.cache).toBe("public, max-age=31536000, immutable");
 });

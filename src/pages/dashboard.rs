@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos_router::{lazy_route, LazyRoute};
 use leptos_meta::Title;
 
 use crate::components::{CancelButton, ProgressBar, StartJobForm, StatusBadge};
@@ -150,5 +151,21 @@ mod tests {
         assert_eq!(age(60_000, 18_000), "42 s ago");
         assert_eq!(age(400_000, 200_000), "3 min ago");
         assert_eq!(age(8_000_000, 0), "2 h ago");
+    }
+}
+
+/// `/jobs` as a lazy route: built with `cargo leptos --split` (scripts/build), its code is a file
+/// of its own, fetched when a person first opens it, and stays out of the other pages' first load.
+pub struct DashboardRoute;
+
+#[lazy_route]
+impl LazyRoute for DashboardRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(this: Self) -> AnyView {
+        let DashboardRoute = this;
+        view! { <DashboardPage/> }.into_any()
     }
 }

@@ -6,8 +6,8 @@ mod job;
 mod not_found;
 mod showcase;
 
-pub use dashboard::DashboardPage;
+pub use dashboard::{DashboardPage, DashboardRoute};
 pub use home::HomePage;
 pub use job::JobPage;
 pub use not_found::{set_not_found_status, NotFoundPage};
-pub use showcase::ShowcasePage;
+pub use showcase::{ShowcasePage, ShowcaseRoute};

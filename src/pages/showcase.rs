@@ -2,6 +2,7 @@
 //! who demo progress UIs and want to copy one. `?job=ID` names the job, so the page reloads.
 
 use leptos::prelude::*;
+use leptos_router::{lazy_route, LazyRoute};
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
@@ -98,5 +99,21 @@ fn Showcase(job: JobPageData) -> impl IntoView {
                 <EtaRate snapshot=p.snapshot/>
             </Card>
         </div>
+    }
+}
+
+/// `/showcase` as a lazy route: built with `cargo leptos --split` (scripts/build), its code is a file
+/// of its own, fetched when a person first opens it, and stays out of the other pages' first load.
+pub struct ShowcaseRoute;
+
+#[lazy_route]
+impl LazyRoute for ShowcaseRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(this: Self) -> AnyView {
+        let ShowcaseRoute = this;
+        view! { <ShowcasePage/> }.into_any()
     }
 }
