@@ -27,9 +27,6 @@ pub fn JobOutcome(
     kind: Option<String>,
 ) -> impl IntoView {
     let again = ServerAction::<StartJob>::new();
-    // Only a change of status redraws the panel (not every new state of the job), so a click
-    // on Copy is not lost to a redraw.
-    let status = Memo::new(move |_| status.get());
     let pretty = move || {
         result
             .get()

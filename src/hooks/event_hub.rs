@@ -178,10 +178,15 @@ mod browser {
             if cursor.is_none() || gap {
                 let from = if gap { seq } else { seq.saturating_sub(1) };
                 let complete = self.complete.entry(job).or_insert(from);
-                *complete = (*complete).max(if cursor.is_none() { from } else { seq });
+                *complete = (*complete).max(from);
             }
             self.cursors.insert(job, seq);
             true
+        }
+
+        /// The kept log lines of `job` after sequence `seen`, oldest first.
+        fn lines_after(&self, job: JobId, seen: u64) -> Vec<LogLine> {
+            self.logs.get(&job).map(|l| l.iter().filter(|l| l.seq > seen).cloned().collect()).unwrap_or_default()
         }
 
         fn idle(&self) -> bool {
@@ -215,12 +220,7 @@ mod browser {
         /// The newest state of `job` and all its log lines, when this tab has every event of it
         /// from the first (a job started since the stream opened); read without tracking.
         pub fn whole(&self, job: JobId) -> Option<(Snapshot, Vec<LogLine>)> {
-            let lines: Vec<LogLine> = self
-                .with(|hub| {
-                    (hub.complete.get(&job) == Some(&0))
-                        .then(|| hub.logs.get(&job).map(|l| l.iter().cloned().collect()).unwrap_or_default())
-                })
-                .flatten()?;
+            let lines = self.with(|hub| (hub.complete.get(&job) == Some(&0)).then(|| hub.lines_after(job, 0))).flatten()?;
             let state = self.jobs.with_untracked(|j| j.get(&job).cloned())?;
             let lines: Vec<LogLine> = lines.into_iter().filter(|l| l.seq <= state.seq).collect();
             Some((state, lines))
@@ -276,9 +276,7 @@ mod browser {
         /// Replays to `on` what the tab holds of `job` after `seen`.
         fn replay(&self, job: JobId, seen: u64, on: &Listener) {
             let state = self.jobs.with_untracked(|j| j.get(&job).cloned());
-            let lines: Vec<LogLine> = self
-                .with(|hub| hub.logs.get(&job).map(|l| l.iter().filter(|l| l.seq > seen).cloned().collect()).unwrap_or_default())
-                .unwrap_or_default();
+            let lines = self.with(|hub| hub.lines_after(job, seen)).unwrap_or_default();
             for line in lines {
                 on(job, HubEvent::Log(line));
             }
@@ -464,11 +462,7 @@ mod browser {
                     .with(|hub| {
                         let cursor = *hub.cursors.get(&job)?;
                         let complete = hub.complete.get(&job).copied().unwrap_or(cursor);
-                        let lines: Vec<LogLine> = if cursor > seen && complete <= seen {
-                            hub.logs.get(&job).map(|l| l.iter().filter(|l| l.seq > seen).cloned().collect()).unwrap_or_default()
-                        } else {
-                            Vec::new()
-                        };
+                        let lines = if cursor > seen && complete <= seen { hub.lines_after(job, seen) } else { Vec::new() };
                         Some((cursor, complete, hub.ended.contains(&job), lines))
                     })
                     .flatten();

@@ -191,7 +191,9 @@ pub fn use_sse_progress_with_options(
 
     UseSseProgressReturn {
         snapshot: state.into(),
-        status: Signal::derive(move || state.with(|s| s.as_ref().map(|s| s.status))),
+        // A memo: views that depend on the status alone redraw when it changes, not at every
+        // new state of the job (a redraw would swallow a click on what it redraws).
+        status: Memo::new(move |_| state.with(|s| s.as_ref().map(|s| s.status))).into(),
         progress: Signal::derive(move || state.with(|s| s.as_ref().map_or(0.0, |s| s.progress))),
         indeterminate: Signal::derive(move || state.with(|s| s.as_ref().is_some_and(Snapshot::measuring))),
         step: Signal::derive(move || {
