@@ -3,7 +3,9 @@
 // - click: from the click on Start Processing until the new job's page paints a progress above 0.
 // Prints the median and p95 of RUNS runs (default 20) against BASE_URL (default
 // http://127.0.0.1:3000), each in a fresh tab of one browser, so the page's files are cached as
-// for a returning person. Run it against a release build: `node end2end/latency.mjs`.
+// for a returning person. Each run cancels its job and waits for it to end before the next, so
+// the jobs of earlier runs (a checksum job keeps a core busy for seconds) do not slow the next
+// one down. Run it against a release build: `node end2end/latency.mjs`.
 import { chromium } from "@playwright/test";
 
 const base = process.env.BASE_URL ?? "http://127.0.0.1:3000";
@@ -74,6 +76,14 @@ for (let i = 0; i <= runs; i++) {
   const [readyAt, clickAt, pageAt, paintAt] = await page.evaluate(() =>
     ["readyAt", "clickAt", "pageAt", "paintAt"].map((k) => Number(sessionStorage.getItem(k))),
   );
+  const job = new URL(page.url()).pathname.split("/").pop();
+  await page.request.delete(`/api/jobs/${job}`);
+  for (const deadline = Date.now() + 30_000; ; ) {
+    const { status } = await (await page.request.get(`/api/jobs/${job}`)).json();
+    if (["completed", "failed", "cancelled", "interrupted"].includes(status)) break;
+    if (Date.now() > deadline) throw new Error(`job ${job} still ${status} 30 s after it was cancelled`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   if (i > 0) {
     loads.push(readyAt);
     pages.push(pageAt - clickAt);

@@ -2,11 +2,11 @@
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, Link, Meta, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{Lazy, ParamSegment, StaticSegment};
 
 use crate::hooks::provide_event_hub;
-use crate::pages::{DashboardRoute, HomePage, JobPage, NotFoundPage, ShowcaseRoute};
+use crate::pages::{DashboardRoute, HomePage, JobPage, NotFoundPage, ShowcaseRoute, StartLayout};
 
 /// The document around the app, rendered on the server, with its Content-Security-Policy.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -55,6 +55,8 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| {
         hydrated.set(true);
         hub.subscribe(None, 0, |_, _| {});
+        #[cfg(not(feature = "ssr"))]
+        leptos::prelude::request_idle_callback(crate::pages::warm_up_job_view);
     });
     let unfinished = move || hub.jobs.with(|jobs| jobs.values().filter(|s| !s.status.is_terminal()).count());
 
@@ -94,9 +96,13 @@ pub fn App() -> impl IntoView {
                 </header>
                 <main class="mx-auto max-w-5xl px-4 py-8 sm:py-12">
                     <Routes fallback=|| view! { <NotFoundPage/> }>
-                        <Route path=StaticSegment("") view=HomePage/>
+                        // Home and a job's page share the start form: moving from the one to
+                        // the other after Start Processing only adds the job's view.
+                        <ParentRoute path=StaticSegment("") view=StartLayout>
+                            <Route path=StaticSegment("") view=HomePage/>
+                            <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
+                        </ParentRoute>
                         <Route path=StaticSegment("jobs") view={Lazy::<DashboardRoute>::new()}/>
-                        <Route path=(StaticSegment("jobs"), ParamSegment("id")) view=JobPage/>
                         <Route path=StaticSegment("showcase") view={Lazy::<ShowcaseRoute>::new()}/>
                     </Routes>
                 </main>

@@ -175,6 +175,30 @@ test.describe("the connection", () => {
 });
 
 test.describe("pages", () => {
+  test("the start form stays in place from home to the job, and on a job's own page repeats its kind", async ({ page }) => {
+    const job = new JobPage(page);
+    await job.gotoHome();
+    // Moving to the job keeps the form as it is: its kinds are not fetched again.
+    const refetched: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().includes("/api/job_kinds")) refetched.push(request.url());
+    });
+    await job.startJob("failing");
+    await job.waitForStatus("Failed");
+    await expect(job.kind).toHaveValue("failing");
+    expect(refetched).toEqual([]);
+
+    // Loaded straight from the server, a job's page picks the kind of its job.
+    const id = await job.openNewJob("ticker", { steps: 2, interval_ms: 50 });
+    await job.waitForStatus("Completed");
+    await expect(job.kind).toHaveValue("ticker");
+    await expect(job.start).toBeEnabled();
+    // Starting again from here repeats it, and the new job's page follows.
+    await job.start.click();
+    await expect(page).not.toHaveURL(new RegExp(id));
+    await expect(page.getByRole("heading", { name: "ticker job" })).toBeVisible();
+  });
+
   test("an unknown job id shows a clear no-such-job page with status 404", async ({ page }) => {
     const response = await page.goto("/jobs/00000000-0000-4000-8000-000000000000");
     expect(response?.status()).toBe(404);

@@ -56,13 +56,14 @@ pub fn LogConsole(
     let last_top = StoredValue::new(0);
     let to_bottom = move || {
         request_animation_frame(move || {
-            // Checked again now: the person may have started scrolling up since it was asked.
-            if !following.get_untracked() {
+            // Checked again now: the person may have started scrolling up since it was asked,
+            // or left the page (then the console's signals are gone).
+            if following.try_get_untracked() != Some(true) {
                 return;
             }
-            if let Some(el) = scroller.get_untracked() {
+            if let Some(el) = scroller.try_get_untracked().flatten() {
                 el.set_scroll_top(el.scroll_height());
-                last_top.set_value(el.scroll_top());
+                last_top.try_set_value(el.scroll_top());
             }
         });
     };

@@ -19,6 +19,10 @@ pub fn StartJobForm(
     /// repeats it. Default: the first kind the server lists.
     #[prop(optional, into)]
     preselect: Option<String>,
+    /// Holds the picked kind, for a page that sets it after the form is made (e.g. the job
+    /// page, to the kind of the job it shows). Default: the form's own, from `preselect`.
+    #[prop(optional)]
+    selected: Option<RwSignal<Option<String>>>,
     /// Where to go once the job started: `"showcase"` for the showcase, `"dashboard"` to stay
     /// on the dashboard, else the job's page.
     #[prop(optional)]
@@ -26,7 +30,7 @@ pub fn StartJobForm(
 ) -> impl IntoView {
     let action = ServerAction::<StartJob>::new();
     let kinds = OnceResource::new_blocking(job_kinds());
-    let selected = RwSignal::new(preselect);
+    let selected = selected.unwrap_or_else(|| RwSignal::new(preselect));
     let pending = action.pending();
     let failure = move || {
         action.value().get().and_then(Result::err).map(|e| match e {
@@ -52,13 +56,17 @@ pub fn StartJobForm(
                                     view! { <option value=k.name.clone() selected=is_selected>{k.name.clone()}</option> }
                                 })
                                 .collect_view();
-                            let description = move || {
-                                let chosen = selected.get().or_else(|| first.clone());
-                                kinds
-                                    .iter()
-                                    .find(|k| Some(&k.name) == chosen.as_ref())
-                                    .map(|k| k.description.clone())
-                                    .unwrap_or_default()
+                            let chosen = move || selected.get().or_else(|| first.clone());
+                            let description = {
+                                let chosen = chosen.clone();
+                                move || {
+                                    let chosen = chosen();
+                                    kinds
+                                        .iter()
+                                        .find(|k| Some(&k.name) == chosen.as_ref())
+                                        .map(|k| k.description.clone())
+                                        .unwrap_or_default()
+                                }
                             };
                             view! {
                                 <select
@@ -66,6 +74,7 @@ pub fn StartJobForm(
                                     name="kind"
                                     aria-describedby="job-kind-help"
                                     class="w-full rounded-lg border border-slate-300 bg-white px-3 py-2 capitalize shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500/30 dark:border-slate-700 dark:bg-slate-950"
+                                    prop:value=move || chosen().unwrap_or_default()
                                     on:change=move |ev| selected.set(Some(event_target_value(&ev)))
                                 >
                                     {options}

@@ -7,7 +7,9 @@ mod not_found;
 mod showcase;
 
 pub use dashboard::{DashboardPage, DashboardRoute};
-pub use home::HomePage;
+pub use home::{HomePage, StartLayout};
 pub use job::JobPage;
+#[cfg(not(feature = "ssr"))]
+pub use job::warm_up as warm_up_job_view;
 pub use not_found::{set_not_found_status, NotFoundPage};
 pub use showcase::{ShowcasePage, ShowcaseRoute};
