@@ -35,7 +35,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         engine,
     };
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = server::listen(addr)?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     server::serve(listener, state, server::shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -86,6 +86,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The longest queue of connections waiting to be accepted that is asked for; the kernel caps
+/// it at `net.core.somaxconn` (4096 on current Linux). Tokio's `TcpListener::bind` asks for
+/// 1024, and a burst of a thousand clients connecting at once then overflowed it: the dropped
+/// SYNs were sent again a second later (first-event p99 of such a burst: 1.27 s).
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Listens on `addr` with a long accept queue (see [`LISTEN_BACKLOG`]).
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's and tokio's bind do: a restarted server can listen again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves the application on `listener` until `signal` completes, then shuts down gracefully:
 /// open event streams end at once (their clients reconnect elsewhere or later), running jobs
 /// are told to stop, and the server returns once in-flight requests are done.
