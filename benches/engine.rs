@@ -221,7 +221,7 @@ async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> (usize, V
     let (mut seen, mut latencies) = (0, Vec::new());
     while let Some(delivery) = sub.next().await {
         let now = micros_since_base();
-        if let Delivery::Event(s) = delivery {
+        if let Delivery::Event(s, _) = delivery {
             if let Ok(sent) = s.message.parse::<u64>() {
                 seen += 1;
                 if sent >= subscribed {

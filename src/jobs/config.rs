@@ -8,6 +8,10 @@ pub struct EngineConfig {
     /// Events kept per job for replay to late or reconnecting subscribers. A subscriber that
     /// asks for events older than this gets one `reset` snapshot instead. Default: 1 024.
     pub replay_capacity: usize,
+    /// Bytes the events kept per job for replay may hold, about (what the engine has of them
+    /// and their JSON); the oldest go first past it, and the newest is always kept. Default:
+    /// 512 KiB.
+    pub replay_bytes: usize,
     /// How long a job is kept after it ended, for pages, reconnects and late viewers.
     /// Default: 10 minutes.
     pub retention: Duration,
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             replay_capacity: 1024,
+            replay_bytes: 512 * 1024,
             retention: Duration::from_secs(600),
             max_jobs: 10_000,
             sweep_interval: Duration::from_secs(30),

@@ -178,6 +178,7 @@ impl Inner {
         RecordContext {
             limits: RecordLimits {
                 replay_capacity: config.replay_capacity,
+                replay_bytes: config.replay_bytes,
                 max_log_lines: config.max_log_lines,
                 max_log_bytes: config.max_log_bytes,
             },

@@ -166,7 +166,7 @@ impl Assembly {
     fn add_event(&mut self, record: &Arc<JobRecord>, lease: u64, event: JobEvent, state: Arc<Snapshot>) {
         let Some(at) = self.index(record, lease) else { return };
         let write = &mut self.batch.writes[at];
-        if let JobEvent::State(s) = &event {
+        if let JobEvent::State(s, _) = &event {
             if s.status == JobStatus::Running && write.started_ms.is_none() {
                 write.started_ms = Some(s.ts);
             }

@@ -76,5 +76,5 @@ pub use engine::{CancelOutcome, JobEngine, Recovered};
 pub use error::{JobError, StartError};
 pub use registry::{JobParams, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
-pub use record::JobEvent;
+pub use record::{JobEvent, Json};
 pub use subscription::{Delivery, Subscription};

@@ -31,23 +31,66 @@ use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 /// How often, at most, a job that is dropping log lines says so while it runs, in ms.
 const DROP_REPORT_EVERY_MS: u64 = 1_000;
 
-/// One event in a job's replay log.
+/// An event's JSON, encoded once when the event is made: the store writes it and every
+/// subscriber sends it, however many there are.
+pub type Json = Arc<str>;
+
+/// One event in a job's replay log, with its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
     /// The job's state changed; this is the whole state after the change.
-    State(Arc<Snapshot>),
+    State(Arc<Snapshot>, Json),
     /// The job's code logged a line.
-    Log(Arc<LogLine>),
+    Log(Arc<LogLine>, Json),
 }
 
 impl JobEvent {
+    /// A change of state, encoded.
+    pub fn state(state: Arc<Snapshot>) -> Self {
+        let json = encode(&*state, state.seq);
+        Self::State(state, json)
+    }
+
+    /// A log line, encoded.
+    pub fn log(line: Arc<LogLine>) -> Self {
+        let json = encode(&*line, line.seq);
+        Self::Log(line, json)
+    }
+
     /// The event's sequence number.
     pub fn seq(&self) -> u64 {
         match self {
-            Self::State(s) => s.seq,
-            Self::Log(l) => l.seq,
+            Self::State(s, _) => s.seq,
+            Self::Log(l, _) => l.seq,
         }
     }
+
+    /// The event's JSON.
+    pub fn json(&self) -> &Json {
+        match self {
+            Self::State(_, json) | Self::Log(_, json) => json,
+        }
+    }
+
+    /// The bytes it holds in a replay log, about.
+    fn size(&self) -> usize {
+        let value = match self {
+            Self::State(s, _) => std::mem::size_of::<Snapshot>() + s.kind.len() + s.step.len() + s.message.len(),
+            Self::Log(l, _) => std::mem::size_of::<LogLine>() + l.target.len() + line_size(l),
+        };
+        value + self.json().len()
+    }
+}
+
+/// `value` as JSON. A job's states and log lines always encode (their maps have string keys);
+/// should one not, its sequence number still goes out, and the error is logged.
+pub fn encode<T: serde::Serialize>(value: &T, seq: u64) -> Json {
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, seq, "could not encode an event");
+            format!("{{\"seq\":{seq}}}")
+        })
+        .into()
 }
 
 /// What a subscriber at some cursor should get next.
@@ -67,6 +110,8 @@ pub(crate) enum CatchUp {
 pub(crate) struct RecordLimits {
     /// Events kept for replay.
     pub(crate) replay_capacity: usize,
+    /// Bytes the events kept for replay may hold, about (at least the newest is kept).
+    pub(crate) replay_bytes: usize,
     /// Log lines accepted over the job's life.
     pub(crate) max_log_lines: usize,
     /// Bytes of log messages and fields accepted over the job's life.
@@ -114,6 +159,8 @@ struct RecordState {
     /// The newest events, at most `replay_capacity` of them, oldest first (the newest may not
     /// be published yet).
     log: VecDeque<JobEvent>,
+    /// What the events in `log` hold, in bytes (about).
+    log_size: usize,
     /// Log lines and bytes accepted so far.
     log_lines: usize,
     log_bytes: usize,
@@ -131,21 +178,23 @@ struct RecordState {
 }
 
 impl RecordState {
-    /// The state of a job as `row` and its `events` say, the newest `capacity` events kept.
-    fn of(row: &JobRow, mut events: Vec<JobEvent>, stored: bool, capacity: usize) -> Self {
+    /// The state of a job as `row` and its `events` say, the newest events kept as `limits`
+    /// allow.
+    fn of(row: &JobRow, mut events: Vec<JobEvent>, stored: bool, limits: RecordLimits) -> Self {
         // Read apart, the events may reach past the row's state: those come again later.
         events.retain(|e| e.seq() <= row.state.seq);
-        let skip = events.len().saturating_sub(capacity);
-        let log: VecDeque<JobEvent> = events.into_iter().skip(skip).collect();
-        let lines = log.iter().filter_map(|e| match e {
-            JobEvent::Log(l) => Some(line_size(l)),
-            JobEvent::State(_) => None,
+        let skip = events.len().saturating_sub(limits.replay_capacity);
+        let kept: Vec<JobEvent> = events.into_iter().skip(skip).collect();
+        let lines = kept.iter().filter_map(|e| match e {
+            JobEvent::Log(l, _) => Some(line_size(l)),
+            JobEvent::State(..) => None,
         });
         let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
-        Self {
+        let mut state = Self {
             current: row.state.clone(),
             published: stored.then(|| row.state.clone()),
-            log,
+            log: VecDeque::with_capacity(kept.len()),
+            log_size: 0,
             log_lines,
             log_bytes,
             logs_dropped: row.state.logs_dropped,
@@ -154,7 +203,11 @@ impl RecordState {
             ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
             checkpoint: row.checkpoint.clone(),
             forgotten: false,
+        };
+        for event in kept {
+            state.push(event, limits);
         }
+        state
     }
 
     /// A mirror's newest state, as written by whoever holds the job.
@@ -170,10 +223,18 @@ impl RecordState {
         self.published = Some(state);
     }
 
-    fn push(&mut self, event: JobEvent, capacity: usize) {
-        if self.log.len() == capacity {
-            self.log.pop_front();
+    /// Adds the newest event, forgetting the oldest ones past the count or the bytes the
+    /// limits allow (the newest is always kept).
+    fn push(&mut self, event: JobEvent, limits: RecordLimits) {
+        let size = event.size();
+        while !self.log.is_empty()
+            && (self.log.len() >= limits.replay_capacity || self.log_size + size > limits.replay_bytes)
+        {
+            if let Some(oldest) = self.log.pop_front() {
+                self.log_size -= oldest.size();
+            }
         }
+        self.log_size += size;
         self.log.push_back(event);
     }
 
@@ -210,7 +271,7 @@ impl JobRecord {
             started_ms: None,
             ended_ms: None,
         };
-        Self::from_row(row, vec![JobEvent::State(first)], false, ctx, cancel)
+        Self::from_row(row, vec![JobEvent::state(first)], false, ctx, cancel)
     }
 
     /// A job read back from the store, as it was written.
@@ -233,7 +294,7 @@ impl JobRecord {
             limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
             ..ctx
         };
-        let state = RecordState::of(&row, events, stored, ctx.limits.replay_capacity);
+        let state = RecordState::of(&row, events, stored, ctx.limits);
         let (seq_tx, _) = watch::channel(state.published_seq());
         Arc::new(Self {
             id: row.id,
@@ -288,7 +349,7 @@ impl JobRecord {
         let (row, events) = job;
         {
             let mut state = self.lock();
-            *state = RecordState::of(&row, events, true, self.ctx.limits.replay_capacity);
+            *state = RecordState::of(&row, events, true, self.ctx.limits);
             // A run of an earlier lease, if one is still going, stops for good.
             std::mem::replace(&mut *self.cancel.lock().unwrap_or_else(PoisonError::into_inner), cancel).cancel();
             self.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
@@ -337,7 +398,7 @@ impl JobRecord {
                 s.log.clear();
                 s.set_mirrored(Arc::new(state));
             }
-            let capacity = self.ctx.limits.replay_capacity;
+            let limits = self.ctx.limits;
             for event in fresh {
                 let newest_kept = s.log.back().map_or(0, JobEvent::seq);
                 if event.seq() <= s.published_seq() || event.seq() <= newest_kept {
@@ -347,14 +408,14 @@ impl JobRecord {
                     break; // never a hole in the log; the next look fills it
                 }
                 let next = match &event {
-                    JobEvent::State(state) => state.clone(),
-                    JobEvent::Log(line) => {
+                    JobEvent::State(state, _) => state.clone(),
+                    JobEvent::Log(line, _) => {
                         let mut next = Snapshot::clone(&s.current);
                         next.seq = line.seq;
                         Arc::new(next)
                     }
                 };
-                s.push(event, capacity);
+                s.push(event, limits);
                 s.set_mirrored(next);
             }
             s.published_seq()
@@ -399,7 +460,7 @@ impl JobRecord {
             started_ms: None,
             ended_ms: None,
         };
-        (row, JobEvent::State(state.current.clone()))
+        (row, JobEvent::state(state.current.clone()))
     }
 
     /// The current state as everyone is shown it: the newest written to the store. `None`
@@ -492,9 +553,10 @@ impl JobRecord {
             state.started_ms = Some(now);
         }
         let next = Arc::new(next);
-        state.push(JobEvent::State(next.clone()), self.ctx.limits.replay_capacity);
+        let event = JobEvent::state(next.clone());
+        state.push(event.clone(), self.ctx.limits);
         state.current = next.clone();
-        self.ctx.journal.event(self.clone(), JobEvent::State(next.clone()), next.clone());
+        self.ctx.journal.event(self.clone(), event, next.clone());
         Some(next.seq)
     }
 
@@ -521,12 +583,13 @@ impl JobRecord {
         state.log_bytes += size;
         line.seq = state.current.seq + 1;
         let line = Arc::new(line);
-        state.push(JobEvent::Log(line.clone()), limits.replay_capacity);
+        let event = JobEvent::log(line.clone());
+        state.push(event.clone(), limits);
         let mut current = Snapshot::clone(&state.current);
         current.seq = line.seq;
         let current = Arc::new(current);
         state.current = current.clone();
-        self.ctx.journal.event(self.clone(), JobEvent::Log(line.clone()), current);
+        self.ctx.journal.event(self.clone(), event, current);
         Some(line.seq)
     }
 
@@ -572,7 +635,7 @@ impl JobRecord {
             .log
             .iter()
             .filter_map(|e| match e {
-                JobEvent::Log(l) if l.seq > after && l.seq <= newest => Some(l.clone()),
+                JobEvent::Log(l, _) if l.seq > after && l.seq <= newest => Some(l.clone()),
                 _ => None,
             })
             .collect();
@@ -593,6 +656,7 @@ mod tests {
 
     const LIMITS: RecordLimits = RecordLimits {
         replay_capacity: 16,
+        replay_bytes: 1 << 20,
         max_log_lines: 1000,
         max_log_bytes: 1 << 20,
     };
@@ -681,6 +745,28 @@ mod tests {
         assert_eq!(seqs(r.catch_up(0)), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(seqs(r.catch_up(3)), vec![4, 5, 6]);
         assert!(matches!(r.catch_up(6), CatchUp::UpToDate { ended: false }));
+    }
+
+    #[tokio::test]
+    async fn the_log_is_bounded_by_bytes_too_and_each_event_carries_its_json() {
+        let size = JobEvent::log(Arc::new(line(&"x".repeat(100)))).size();
+        let (r, journal) = record_with(RecordLimits { replay_bytes: 3 * size + size / 2, ..LIMITS });
+        for _ in 0..10 {
+            r.log(line(&"x".repeat(100)));
+        }
+        journal.flush().await;
+        // Only the newest three lines fit: a cursor just before them catches up, an older one
+        // gets the whole state instead of a gap.
+        assert_eq!(seqs(r.catch_up(8)), vec![9, 10, 11]);
+        assert!(matches!(r.catch_up(7), CatchUp::Reset(s) if s.seq == 11));
+        let CatchUp::Events(events) = r.catch_up(10) else { panic!("expected events") };
+        let JobEvent::Log(kept, json) = &events[0] else { panic!("expected a log line") };
+        assert_eq!(serde_json::from_str::<LogLine>(json).expect("its JSON"), **kept);
+        // One event larger than the bound is still kept: the newest always is.
+        let (one, journal) = record_with(RecordLimits { replay_bytes: 1, ..LIMITS });
+        one.apply(|s| s.progress = 1.0);
+        journal.flush().await;
+        assert_eq!(seqs(one.catch_up(1)), vec![2]);
     }
 
     #[tokio::test]

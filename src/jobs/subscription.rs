@@ -8,36 +8,43 @@ use std::sync::Arc;
 use futures::Stream;
 use tokio::sync::watch;
 
-use super::record::{CatchUp, JobEvent, JobRecord};
+use super::record::{encode, CatchUp, JobEvent, JobRecord, Json};
 use super::stats::Counters;
 use crate::model::{LogLine, Snapshot};
 
-/// One thing a subscriber is told.
+/// One thing a subscriber is told, with its JSON (shared by every subscriber).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
     /// The next event, a change of state, in sequence.
-    Event(Arc<Snapshot>),
+    Event(Arc<Snapshot>, Json),
     /// The next event, a log line, in sequence.
-    Log(Arc<LogLine>),
+    Log(Arc<LogLine>, Json),
     /// The events the subscriber asked for are no longer kept (or its cursor made no sense):
     /// this is the whole current state, and the stream goes on from its `seq`.
-    Reset(Arc<Snapshot>),
+    Reset(Arc<Snapshot>, Json),
 }
 
 impl Delivery {
     /// The state carried, unless this is a log line.
     pub fn state(&self) -> Option<&Arc<Snapshot>> {
         match self {
-            Self::Event(s) | Self::Reset(s) => Some(s),
-            Self::Log(_) => None,
+            Self::Event(s, _) | Self::Reset(s, _) => Some(s),
+            Self::Log(..) => None,
         }
     }
 
     /// The sequence number after which a subscriber that got this should resume.
     pub fn seq(&self) -> u64 {
         match self {
-            Self::Event(s) | Self::Reset(s) => s.seq,
-            Self::Log(l) => l.seq,
+            Self::Event(s, _) | Self::Reset(s, _) => s.seq,
+            Self::Log(l, _) => l.seq,
+        }
+    }
+
+    /// The JSON of what it carries.
+    pub fn json(&self) -> &Json {
+        match self {
+            Self::Event(_, json) | Self::Log(_, json) | Self::Reset(_, json) => json,
         }
     }
 }
@@ -87,11 +94,11 @@ impl Subscription {
                 self.cursor = event.seq();
                 self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);
                 return Some(match event {
-                    JobEvent::State(state) => {
+                    JobEvent::State(state, json) => {
                         self.finished = state.status.is_terminal();
-                        Delivery::Event(state)
+                        Delivery::Event(state, json)
                     }
-                    JobEvent::Log(line) => Delivery::Log(line),
+                    JobEvent::Log(line, json) => Delivery::Log(line, json),
                 });
             }
             if self.finished {
@@ -106,7 +113,8 @@ impl Subscription {
                     self.cursor = state.seq;
                     self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);
                     self.finished = state.status.is_terminal();
-                    return Some(Delivery::Reset(state));
+                    let json = encode(&*state, state.seq);
+                    return Some(Delivery::Reset(state, json));
                 }
                 CatchUp::UpToDate { ended: true } => {
                     self.finished = true;

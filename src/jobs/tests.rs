@@ -94,9 +94,9 @@ pub(super) fn events(deliveries: &[Delivery]) -> Vec<Arc<Snapshot>> {
     deliveries
         .iter()
         .filter_map(|d| match d {
-            Delivery::Event(s) => Some(s.clone()),
-            Delivery::Log(_) => None,
-            Delivery::Reset(s) => panic!("unexpected reset at seq {}", s.seq),
+            Delivery::Event(s, _) => Some(s.clone()),
+            Delivery::Log(..) => None,
+            Delivery::Reset(s, _) => panic!("unexpected reset at seq {}", s.seq),
         })
         .collect()
 }
@@ -148,7 +148,7 @@ async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend)
     // From the start: one reset carrying the final state, then the end.
     let from_start = collect(engine.subscribe(id, None).await.expect("job exists")).await;
     assert_eq!(from_start.len(), 1);
-    let Delivery::Reset(state) = &from_start[0] else { panic!("expected a reset") };
+    let Delivery::Reset(state, _) = &from_start[0] else { panic!("expected a reset") };
     assert_eq!((state.seq, state.status), (newest, JobStatus::Completed));
     // Within the log: plain events, no reset.
     let tail = collect(engine.subscribe(id, Some(newest - 4)).await.expect("job exists")).await;
@@ -169,7 +169,7 @@ async fn a_slow_subscriber_never_holds_the_job_back(b: Backend) {
     // behind, with the final state: no silent skip.
     let rest = collect(slow).await;
     let (last, before) = rest.split_last().expect("deliveries");
-    assert!(matches!(last, Delivery::Reset(s) if s.status == JobStatus::Completed), "{last:?}");
+    assert!(matches!(last, Delivery::Reset(s, _) if s.status == JobStatus::Completed), "{last:?}");
     assert_eq!(seqs(before), (2..2 + before.len() as u64).collect::<Vec<_>>(), "in order up to the reset");
 }
 
@@ -450,8 +450,8 @@ async fn the_store_keeps_exactly_what_subscribers_were_shown(b: Backend) {
     let stored: Vec<Delivery> = stored
         .iter()
         .map(|e| match e {
-            JobEvent::State(s) => Delivery::Event(s.clone()),
-            JobEvent::Log(l) => Delivery::Log(l.clone()),
+            JobEvent::State(s, json) => Delivery::Event(s.clone(), json.clone()),
+            JobEvent::Log(l, json) => Delivery::Log(l.clone(), json.clone()),
         })
         .collect();
     assert_eq!(stored, shown, "same numbers, same data");

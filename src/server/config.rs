@@ -34,6 +34,7 @@ fn set(target: &mut usize, name: &'static str, min: u64, max: u64) -> Result<(),
 
 /// The engine's limits: [`EngineConfig::default`] with these overrides from the environment:
 /// - `SSE_PROGRESS_REPLAY_CAPACITY`: events kept per job for replay (1-100000).
+/// - `SSE_PROGRESS_REPLAY_BYTES`: bytes those events may hold, about (4096-1073741824).
 /// - `SSE_PROGRESS_RETENTION_SECS`: how long ended jobs are kept, in seconds (1-604800).
 /// - `SSE_PROGRESS_MAX_JOBS`: most jobs kept at once (1-10000000).
 /// - `SSE_PROGRESS_MAX_RUNNING`: most jobs running at once (1-100000).
@@ -48,6 +49,7 @@ fn set(target: &mut usize, name: &'static str, min: u64, max: u64) -> Result<(),
 pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     let mut c = EngineConfig::default();
     set(&mut c.replay_capacity, "SSE_PROGRESS_REPLAY_CAPACITY", 1, 100_000)?;
+    set(&mut c.replay_bytes, "SSE_PROGRESS_REPLAY_BYTES", 4096, 1 << 30)?;
     if let Some(secs) = read("SSE_PROGRESS_RETENTION_SECS", 1, 604_800)? {
         c.retention = Duration::from_secs(secs);
     }

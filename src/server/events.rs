@@ -131,27 +131,18 @@ pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Event> {
     })
 }
 
+/// The SSE event of a delivery. Its data is the JSON the engine encoded once for every
+/// subscriber, not encoded again here.
 fn delivery_event(delivery: &Delivery) -> Event {
-    let (name, state) = match delivery {
-        Delivery::Event(s) => (s.event_name(), s),
-        Delivery::Reset(s) => ("reset", s),
-        Delivery::Log(line) => {
-            let data = serde_json::to_string(&**line).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "could not encode a log line");
-                json!({"seq": line.seq}).to_string()
-            });
-            return Event::default().id(line.seq.to_string()).event("log").data(data);
-        }
+    let name = match delivery {
+        Delivery::Event(s, _) => s.event_name(),
+        Delivery::Reset(..) => "reset",
+        Delivery::Log(..) => "log",
     };
-    // A snapshot always serialises: its fields are plain strings, numbers and JSON values.
-    let data = serde_json::to_string(&**state).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "could not encode a job snapshot");
-        json!({"status": state.status, "seq": state.seq}).to_string()
-    });
     Event::default()
-        .id(state.seq.to_string())
+        .id(delivery.seq().to_string())
         .event(name)
-        .data(data)
+        .data(&**delivery.json())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use axum::response::Response;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::IntoParams;
 
 use super::events::sse_of;
@@ -69,23 +69,21 @@ fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Even
     .boxed()
 }
 
+/// The SSE event of a delivery, tagged with its job. A state names its job already (its
+/// `id`); a log line gets a `job` field, put in front of the JSON the engine encoded once
+/// rather than encoding the line again.
 fn tagged(job: JobId, delivery: &Delivery) -> Event {
-    let (name, data, seq) = match delivery {
-        Delivery::Event(s) => (s.event_name(), serde_json::to_value(&**s), s.seq),
-        Delivery::Reset(s) => ("reset", serde_json::to_value(&**s), s.seq),
-        Delivery::Log(line) => {
-            let mut value = serde_json::to_value(&**line);
-            if let Ok(Value::Object(map)) = &mut value {
-                map.insert("job".into(), json!(job));
-            }
-            ("log", value, line.seq)
+    let seq = delivery.seq();
+    let event = Event::default().id(format!("{job}:{seq}"));
+    match delivery {
+        Delivery::Event(s, json) => event.event(s.event_name()).data(&**json),
+        Delivery::Reset(_, json) => event.event("reset").data(&**json),
+        Delivery::Log(_, json) => {
+            let fields = json.strip_prefix('{').filter(|rest| rest.len() > 1).unwrap_or("}");
+            let comma = if fields == "}" { "" } else { "," };
+            event.event("log").data(format!("{{\"job\":\"{job}\"{comma}{fields}"))
         }
-    };
-    let data = data.map(|v| v.to_string()).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "could not encode an event");
-        json!({"job": job, "seq": seq}).to_string()
-    });
-    Event::default().id(format!("{job}:{seq}")).event(name).data(data)
+    }
 }
 
 struct Feed {

@@ -263,15 +263,9 @@ impl SqliteStore {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
-}
-
-fn event_json(event: &JobEvent) -> Result<(bool, String), StoreError> {
-    Ok(match event {
-        JobEvent::State(s) => (false, to_json(&**s)?),
-        JobEvent::Log(l) => (true, to_json(&**l)?),
-    })
+/// Whether an event is a log line, and its JSON (encoded once, when it was made).
+fn event_json(event: &JobEvent) -> (bool, &str) {
+    (matches!(event, JobEvent::Log(..)), event.json())
 }
 
 /// Whether a job's row should be rewritten with `state` now: on every change of status, and
@@ -328,7 +322,7 @@ fn write_batch(
         }
         let mut insert = tx.prepare_cached("INSERT INTO events (job, seq, log, data) VALUES (?1, ?2, ?3, ?4)")?;
         for event in &write.events {
-            let (log, data) = event_json(event).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let (log, data) = event_json(event);
             insert.execute(params![id, event.seq(), log, data])?;
         }
         if write.forget_through > 0 {
@@ -368,8 +362,8 @@ fn write_batch(
 fn newest_state(mut row: JobRow, events: &[JobEvent]) -> JobRow {
     let newest_event = events.last().map_or(0, JobEvent::seq);
     let newest_state = events.iter().rev().find_map(|e| match e {
-        JobEvent::State(s) => Some(s),
-        JobEvent::Log(_) => None,
+        JobEvent::State(s, _) => Some(s),
+        JobEvent::Log(..) => None,
     });
     if let Some(state) = newest_state.filter(|s| s.seq > row.state.seq) {
         row.state = state.clone();
@@ -431,9 +425,9 @@ impl JobStore for SqliteStore {
             let data: String = row.get(3).map_err(|e| self.err(&e))?;
             let what = format!("event {seq} of job {job}");
             let event = if log {
-                JobEvent::Log(Arc::new(decode(&what, &data).map_err(damaged)?))
+                JobEvent::log(Arc::new(decode(&what, &data).map_err(damaged)?))
             } else {
-                JobEvent::State(Arc::new(decode(&what, &data).map_err(damaged)?))
+                JobEvent::state(Arc::new(decode(&what, &data).map_err(damaged)?))
             };
             events.entry(job).or_default().push(event);
         }

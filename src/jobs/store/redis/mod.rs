@@ -175,8 +175,8 @@ fn batch_json(batch: &Batch) -> Result<String, StoreError> {
                 .iter()
                 .map(|e| {
                     Ok(match e {
-                        JobEvent::State(s) => json!([s.seq.to_string(), "s", to_json(&**s)?]),
-                        JobEvent::Log(l) => json!([l.seq.to_string(), "l", to_json(&**l)?]),
+                        JobEvent::State(s, data) => json!([s.seq.to_string(), "s", &**data]),
+                        JobEvent::Log(l, data) => json!([l.seq.to_string(), "l", &**data]),
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -220,8 +220,8 @@ fn read_event(what: &str, entry: &str, fields: &HashMap<String, String>) -> Resu
     let data = fields.get("d").map(String::as_str).unwrap_or_default();
     let bad = |e: serde_json::Error| damaged(&format!("{what}, event {entry}"), e);
     Ok(match fields.get("k").map(String::as_str) {
-        Some("l") => JobEvent::Log(Arc::new(serde_json::from_str(data).map_err(bad)?)),
-        _ => JobEvent::State(Arc::new(serde_json::from_str(data).map_err(bad)?)),
+        Some("l") => JobEvent::log(Arc::new(serde_json::from_str(data).map_err(bad)?)),
+        _ => JobEvent::state(Arc::new(serde_json::from_str(data).map_err(bad)?)),
     })
 }
 

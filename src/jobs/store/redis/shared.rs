@@ -298,7 +298,7 @@ mod tests {
         state.message = format!("written under {lease}");
         let state = Arc::new(state);
         Batch {
-            writes: vec![JobWrite { events: vec![JobEvent::State(state.clone())], state: Some(state), lease, ..JobWrite::new(row.id) }],
+            writes: vec![JobWrite { events: vec![JobEvent::state(state.clone())], state: Some(state), lease, ..JobWrite::new(row.id) }],
             ..Batch::default()
         }
     }
