@@ -120,11 +120,20 @@ async fn a_job_that_already_ended_replays_and_ends_the_same_way() {
     let (again, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     assert_eq!(ids(&again), ids(&live));
     assert_eq!(names(&again), names(&live));
-    // From the last event: only `end`.
+    // From the last event, or past it: 204 No Content, nothing to read, so that a browser's
+    // EventSource (which reconnects after `end` by itself) stops instead of replaying forever.
     let last = failed.id.clone();
-    let (nothing_new, _) = read_events(app.events(&id, Some(&last), "").await, usize::MAX).await;
-    assert_eq!(names(&nothing_new), ["end"]);
-    assert_eq!(data(&nothing_new[0])["status"], "failed");
+    for resume in [last.as_str(), "999"] {
+        let response = app.events(&id, Some(resume), "").await;
+        assert_eq!(response.status(), 204, "resuming after {resume}");
+        assert_eq!(response.text().await.expect("body"), "");
+    }
+    let by_query = app.events(&id, None, &format!("?last_event_id={last}")).await;
+    assert_eq!(by_query.status(), 204);
+    // From the event before it: the terminal event, then `end`.
+    let before: u64 = last.parse::<u64>().expect("a sequence number") - 1;
+    let (rest, _) = read_events(app.events(&id, Some(&before.to_string()), "").await, usize::MAX).await;
+    assert_eq!(names(&rest), ["failed", "end"]);
 }
 
 #[tokio::test]

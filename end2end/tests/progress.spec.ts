@@ -1,4 +1,5 @@
 import { expect, test } from "@playwright/test";
+import { startJobViaApi } from "../fixtures/api";
 import { JobPage, type Observed } from "../fixtures/job-page";
 
 const nonDecreasing = (values: number[]) => values.every((v, i) => i === 0 || v >= values[i - 1]);
@@ -136,6 +137,39 @@ test.describe("cancelling", () => {
 });
 
 test.describe("the connection", () => {
+  test("a plain EventSource on a job stops once it has the end, instead of replaying the job forever", async ({ page }) => {
+    await page.goto("/");
+    const id = await startJobViaApi(page, "ticker", { steps: 2, interval_ms: 10 });
+    const url = `/api/jobs/${id}/events`;
+    const requests: number[] = [];
+    page.on("response", (response) => {
+      if (new URL(response.url()).pathname === url) requests.push(response.status());
+    });
+    // After `end` the server closes the stream and the browser reconnects by itself with the
+    // last id it saw; that resume point is the terminal event, so the answer is 204 and the
+    // EventSource closes for good.
+    const seen = await page.evaluate(
+      (url) =>
+        new Promise<string[]>((resolve) => {
+          const source = new EventSource(url);
+          const names: string[] = [];
+          for (const name of ["pending", "progress", "completed", "end"]) {
+            source.addEventListener(name, () => names.push(name));
+          }
+          const check = setInterval(() => {
+            if (source.readyState === EventSource.CLOSED) {
+              clearInterval(check);
+              resolve(names);
+            }
+          }, 50);
+        }),
+      url,
+    );
+    expect(seen.filter((name) => name === "completed")).toHaveLength(1);
+    expect(seen.at(-1)).toBe("end");
+    expect(requests).toEqual([200, 204]);
+  });
+
   test("a dropped stream says Reconnecting..., then Connection lost, and Try again carries on", async ({ page }) => {
     const job = new JobPage(page);
     // The server is unreachable for event streams from the start (the app opens its stream

@@ -174,6 +174,9 @@ pub async fn watch(url: Url, token: Option<String>) -> Outcome {
                     }
                 }
             }
+            // Everything up to the job's terminal event was seen (the stream dropped before
+            // its `end`): nothing more will come.
+            Ok(response) if response.status() == StatusCode::NO_CONTENT => return display.finish(last.as_ref()),
             Ok(response) if response.status().is_client_error() => {
                 display.bar.finish_and_clear();
                 let detail = response

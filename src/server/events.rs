@@ -10,13 +10,15 @@
 //! The stream opens with a `retry:` hint, sends a keep-alive comment every
 //! [`KEEP_ALIVE`], and after the terminal event sends `event: end` and closes. It resumes
 //! after the `Last-Event-ID` header or, for a new `EventSource` that cannot set headers, the
-//! `last_event_id` query parameter (the header wins when both are given).
+//! `last_event_id` query parameter (the header wins when both are given). A resume point at or
+//! past the terminal event of a job that ended is answered `204 No Content`: the client has
+//! everything, and a browser's `EventSource`, which reconnects after `end` by itself, stops.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -77,6 +79,7 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
     ),
     responses(
         (status = 200, description = "The event stream; each `data:` is a Snapshot", content_type = "text/event-stream", body = String),
+        (status = 204, description = "The job ended and the resume point is at or past its terminal event: nothing more will come (an EventSource stops reconnecting)"),
         (status = 400, description = "A resume point that is not a sequence number", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
@@ -91,6 +94,13 @@ pub async fn job_events(
     authorize(&engine, &owner, job).await?;
     let after = resume_point(&headers, &query)?;
     let subscription = engine.subscribe(job, after).await.ok_or(AppError::JobNotFound(id))?;
+    let seen_the_end = subscription
+        .current()
+        .zip(after)
+        .is_some_and(|(state, after)| state.status.is_terminal() && after >= state.seq);
+    if seen_the_end {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     Ok(sse_response(&engine, subscription))
 }
 
