@@ -6,6 +6,7 @@
 pub mod api;
 pub mod caching;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -110,11 +111,11 @@ pub async fn serve(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let engine = state.engine.clone();
-    // Every route made ready once, here. Served as a plain `Router`, axum does this again for
-    // each connection (`Router::with_state(())` per accepted stream): a copy of the whole route
-    // table, about 25 KB that every open event stream kept for its whole life (heaptrack, 2,000
-    // idle streams). Behind `into_make_service` each connection shares this one.
-    let app = router(state).with_state(()).into_make_service();
+    // Every route made ready once, here, and shared by every connection. (Served as a plain
+    // `Router`, axum::serve did this again for each connection, `Router::with_state(())` per
+    // accepted stream: a copy of the whole route table, about 25 KB that every open event
+    // stream kept for its whole life; heaptrack, 2,000 idle streams.)
+    let app = router(state).with_state(());
     let shutdown = async move {
         signal.await;
         tracing::info!("shutting down: ending streams and stopping jobs");
@@ -122,7 +123,7 @@ pub async fn serve(
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "some jobs were still running at shutdown");
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    connections::serve(listener, app, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.
