@@ -245,7 +245,11 @@ impl SqliteStore {
             return Err(unusable(&self.path, format!("SQLite could not use WAL mode here (it said {mode})")));
         }
         // The background checkpointer (see `start_checkpointer`) does all the checkpoints.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")
+        // The writer's page cache may grow to 16 MiB (SQLite's default is 2): with a thousand
+        // jobs appending at once, each to pages of its own, the default cache could not hold
+        // them, and reading them back was a tenth of the server's CPU (perf, 1,000 jobs of 50
+        // events: pread 10.5 -> 2.7 % of samples, CPU per event -12 %, lag p50 115 -> 89 ms).
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384;")
         .map_err(|e| self.err(&e))?;
         if tables == 0 {
             conn.execute_batch(&format!(
