@@ -37,6 +37,17 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_WAIT: Duration = Duration::from_secs(5);
 /// The longest error or empty answer to a stream request (they are problem documents).
 const MAX_ANSWER: usize = 64 * 1024;
+/// How long what the server sent may stay unacknowledged before the kernel gives the
+/// connection up. A client that vanished without closing (a pulled cable, a sleeping laptop, a
+/// NAT that forgot it) is then noticed at most this long after the next event or keep-alive
+/// (every 10 s), and its stream released; without it, TCP retries for about 15 minutes.
+const UNACKNOWLEDGED: Duration = Duration::from_secs(30);
+/// For a connection with nothing to send: TCP keep-alive probes after this much silence, a
+/// few seconds apart, and the connection is dropped after three go unanswered.
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(20))
+    .with_interval(Duration::from_secs(5))
+    .with_retries(3);
 
 /// Accepts connections on `listener` and serves `app` on them until `shutdown` completes; then
 /// stops accepting and waits for the connections to finish (streams end as the engine shuts
@@ -62,6 +73,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         };
         // Every event goes out at once, not when the previous one is acknowledged.
         let _ = tcp.set_nodelay(true);
+        let socket = socket2::SockRef::from(&tcp);
+        let _ = socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED));
+        let _ = socket.set_tcp_keepalive(&KEEPALIVE);
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();

@@ -37,13 +37,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with_kinds(config: EngineConfig, kinds: KindRegistry) -> Self {
+        Self::spawn_at("127.0.0.1:0", config, kinds).await
+    }
+
+    /// A server listening on `bind` (an address and port, 0 for any free one).
+    pub async fn spawn_at(bind: &str, config: EngineConfig, kinds: KindRegistry) -> Self {
         let engine = JobEngine::new(config, kinds);
         let leptos_options = LeptosOptions::builder().output_name("sse-progress").build();
         let state = AppState {
             leptos_options,
             engine: engine.clone(),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(server::serve(listener, state, async {
