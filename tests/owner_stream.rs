@@ -24,14 +24,21 @@ async fn start(app: &TestApp, client: &reqwest::Client, steps: u32) -> String {
     response.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string()
 }
 
-/// Opens the owner stream and reads events until `done` says so (the stream itself never ends).
-async fn read_until(
-    client: &reqwest::Client,
-    url: String,
-    done: impl Fn(&[Event]) -> bool,
-) -> Vec<Event> {
+/// Opens the owner stream. Once its head has arrived the server follows the owner's jobs: one
+/// started from now on is on it from its first event.
+async fn open(client: &reqwest::Client, url: String) -> reqwest::Response {
     let response = client.get(url).send().await.expect("get");
     assert_eq!(response.status(), 200);
+    response
+}
+
+/// Opens the owner stream and reads events until `done` says so (the stream itself never ends).
+async fn read_until(client: &reqwest::Client, url: String, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    read_from(open(client, url).await, done).await
+}
+
+/// Reads events from an open stream until `done` says so.
+async fn read_from(response: reqwest::Response, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
     let mut stream = response.bytes_stream().eventsource();
     let mut events = Vec::new();
     while !done(&events) {
@@ -74,14 +81,12 @@ async fn one_stream_carries_every_job_of_its_owner_and_only_theirs() {
     let stranger = reqwest::Client::builder().cookie_store(true).build().expect("client");
     let theirs = start(&app, &stranger, 4).await;
 
-    let url = app.url("/api/events");
-    let client = app.client.clone();
+    let stream = open(&app.client, app.url("/api/events")).await;
     let (a, b) = (first.clone(), second.clone());
     let reader = tokio::spawn(async move {
-        read_until(&client, url, |events| ended(events, &a) && ended(events, &b) && events.iter().filter(|e| e.event == "end").count() >= 3).await
+        read_from(stream, |events| ended(events, &a) && ended(events, &b) && events.iter().filter(|e| e.event == "end").count() >= 3).await
     });
     // Started after the stream opened (as from another tab): it arrives from its first event.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let later = start(&app, &app.client, 3).await;
     let events = reader.await.expect("reader");
 
@@ -102,10 +107,8 @@ async fn one_stream_carries_every_job_of_its_owner_and_only_theirs() {
 #[tokio::test]
 async fn resuming_with_after_is_exact_for_every_job() {
     let app = TestApp::spawn().await;
-    let url = app.url("/api/events");
-    let client = app.client.clone();
-    let reader = tokio::spawn(async move { read_until(&client, url, |events| events.len() >= 5).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stream = open(&app.client, app.url("/api/events")).await;
+    let reader = tokio::spawn(read_from(stream, |events| events.len() >= 5));
     let id = start(&app, &app.client, 8).await;
     let first = reader.await.expect("reader"); // then the connection is dropped
     assert_eq!(first[0].id, format!("{id}:1"));

@@ -22,7 +22,9 @@ async fn a_job_page_loaded_mid_job_renders_the_current_state_in_its_first_html()
     let app = TestApp::spawn().await;
     let id = app.start("ticker", json!({"steps": 10, "interval_ms": 100})).await;
     let job_id = id.parse().expect("id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while app.engine.snapshot(job_id).await.expect("kept").progress < 30.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the job never reached 30 % in 20 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let response = app.client.get(app.url(&format!("/jobs/{id}"))).send().await.expect("page");
