@@ -14,6 +14,8 @@
 //! picks another (e.g. `redis://127.0.0.1:6379/0`). CPU and RSS are read from `/proc`, so this
 //! runs on Linux. The open-file limit (`ulimit -n`) bounds `IDLE_N`.
 
+#![allow(clippy::print_stdout)] // a benchmark prints its figures
+
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -196,7 +198,7 @@ async fn run(scenario: Scenario, store: &str) -> Value {
     let t0 = Instant::now();
     let mut clients = Vec::with_capacity(scenario.clients);
     for n in 0..scenario.clients {
-        if scenario.ramp > 0 && n > 0 && n as u64 % (scenario.ramp / 100).max(1) == 0 {
+        if scenario.ramp > 0 && n > 0 && (n as u64).is_multiple_of((scenario.ramp / 100).max(1)) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (client, base, job, scenario, tally) = (client.clone(), base.clone(), shared.clone(), scenario.clone(), tally.clone());

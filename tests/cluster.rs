@@ -88,7 +88,7 @@ async fn cancel_through_any_instance_stops_the_job_where_it_runs() {
         let response = client.auth(client.http.delete(c.url(&format!("/api/jobs/{id}")))).send().await.expect("cancel");
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
         let ended = client.wait_for(runs_on, &id, "cancelled").await;
-        println!("cancel through C reached the job on {}: {:?}", runs_on.port, asked.elapsed());
+        eprintln!("cancel through C reached the job on {}: {:?}", runs_on.port, asked.elapsed());
         assert!(ended["step_index"].as_u64().unwrap_or(1000) < 1000, "it stopped where it was: {ended}");
     }
     // A waiting job is cancelled through any instance too, and never runs.
@@ -139,7 +139,7 @@ async fn killed_instances_lose_nothing_and_their_jobs_end_or_go_on_elsewhere() {
     }
     drop(on_a);
     let followed = futures::future::join_all(followers.into_iter().map(drain)).await;
-    println!("every job ended or went on within {:?} of the kills", killed.elapsed());
+    eprintln!("every job ended or went on within {:?} of the kills", killed.elapsed());
     for ((id, ending), events) in jobs.iter().zip(&followed) {
         assert_contiguous(events, 1);
         let last = last_state(events);

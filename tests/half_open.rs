@@ -91,7 +91,7 @@ async fn a_client_that_vanishes_without_closing_is_released_within_45_s() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("a vanished client's stream was released after {:.1} s", gone.elapsed().as_secs_f64());
+    eprintln!("a vanished client's stream was released after {:.1} s", gone.elapsed().as_secs_f64());
     let _ = curl.kill();
     let _ = curl.wait();
 }

@@ -79,6 +79,21 @@ fn instance_name(value: String) -> Result<String, ConfigError> {
     Err(ConfigError { name: "SSE_PROGRESS_INSTANCE", value, expected })
 }
 
+
+/// Whether pages name the wasm, JS and CSS after their content (`sse-progress.<hash>.wasm`).
+/// `LEPTOS_HASH_FILES` says so when set (cargo-leptos sets it); otherwise yes when the build left
+/// its list of names beside the binary (`hash.txt`, written by a build with `hash-files`), so
+/// the release binary run by hand serves the files its build made.
+pub fn hash_files(options: &leptos::config::LeptosOptions) -> bool {
+    if std::env::var_os("LEPTOS_HASH_FILES").is_some() {
+        return options.hash_files;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+        .is_some_and(|list| list.is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,18 +109,4 @@ mod tests {
         assert!(instance_name(String::new()).is_err());
         assert!(instance_name("x".repeat(101)).is_err());
     }
-}
-
-/// Whether pages name the wasm, JS and CSS after their content (`sse-progress.<hash>.wasm`).
-/// `LEPTOS_HASH_FILES` says so when set (cargo-leptos sets it); otherwise yes when the build left
-/// its list of names beside the binary (`hash.txt`, written by a build with `hash-files`), so
-/// the release binary run by hand serves the files its build made.
-pub fn hash_files(options: &leptos::config::LeptosOptions) -> bool {
-    if std::env::var_os("LEPTOS_HASH_FILES").is_some() {
-        return options.hash_files;
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
-        .is_some_and(|list| list.is_file())
 }

@@ -137,6 +137,10 @@ pub struct Counts {
 pub type Listener<'a> = dyn FnMut(Option<Notice>) -> bool + 'a;
 
 /// A store several instances share.
+/// A job's kept events after a reader's point, and its newest state (for a reader whose
+/// point was trimmed away).
+pub type EventsAfter = (Vec<JobEvent>, Snapshot);
+
 pub trait SharedStore: Send + Sync + 'static {
     /// Creates the job of `row` (its first event is `row.state`) if the bounds allow: running
     /// under a lease of `instance`'s, or queued.
@@ -157,7 +161,7 @@ pub trait SharedStore: Send + Sync + 'static {
     fn job(&self, id: JobId) -> Result<Option<LoadedJob>, StoreError>;
     /// For each `(job, after)`: its kept events after `after`, and its newest state (for a
     /// reader whose point was trimmed away). `None` for a job no longer kept.
-    fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<(Vec<JobEvent>, Snapshot)>>, StoreError>;
+    fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<EventsAfter>>, StoreError>;
     /// An owner's jobs, newest first.
     fn owner_jobs(&self, owner: &str) -> Result<Vec<JobId>, StoreError>;
     /// A waiting job's place in the global queue (1 is next).

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::{damaged, parse_id, read_event, row_json, to_json, Entries, RedisStore, PREFIX};
 use crate::jobs::store::shared::{
-    Admission, Admitted, Beat, Bounds, CancelReply, Claimed, Counts, Listener, Notice, Refused, SharedStore, Token,
+    Admission, Admitted, Beat, Bounds, CancelReply, Claimed, Counts, EventsAfter, Listener, Notice, Refused,
+    SharedStore, Token,
 };
 use crate::jobs::store::{JobRow, LoadedJob, StoreError};
-use crate::jobs::JobEvent;
 use crate::model::{JobId, JobStatus, Snapshot};
 
 /// Most expired leases taken over in one go, and most ended jobs forgotten in one go.
@@ -172,7 +172,7 @@ impl SharedStore for RedisStore {
         self.read_one(id)
     }
 
-    fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<(Vec<JobEvent>, Snapshot)>>, StoreError> {
+    fn events_after(&self, cursors: &[(JobId, u64)]) -> Result<Vec<Option<EventsAfter>>, StoreError> {
         if cursors.is_empty() {
             return Ok(Vec::new());
         }
@@ -263,6 +263,7 @@ mod tests {
 
     use super::*;
     use crate::jobs::store::{Batch, JobWrite};
+    use crate::jobs::JobEvent;
     use crate::jobs::tests::redis;
 
     fn bounds(max_running: usize, max_queued: usize, lease: Duration) -> Bounds {
