@@ -160,8 +160,18 @@ async fn measure_cross(url: &str, jobs: usize, events: u32) {
     println!("cross-instance on one Redis: {} jobs x {events} events on each of A and B at once", jobs / 2);
     println!("  appended per instance: A {on_a:.0} events/s, B {on_b:.0} events/s (together {:.0})", on_a + on_b);
     println!("  1,000 subscribers x 50 events/s (100 jobs on A, 10 subscribers each):");
-    println!("    followed on A itself: p50 {:.2} ms, p99 {:.2} ms ({} deliveries)", percentile(&local, 0.5), percentile(&local, 0.99), local.len());
-    println!("    followed on B:        p50 {:.2} ms, p99 {:.2} ms ({} deliveries)", percentile(&cross, 0.5), percentile(&cross, 0.99), cross.len());
+    println!(
+        "    followed on A itself: p50 {:.2} ms, p99 {:.2} ms ({} deliveries)",
+        percentile(&local, 0.5),
+        percentile(&local, 0.99),
+        local.len()
+    );
+    println!(
+        "    followed on B:        p50 {:.2} ms, p99 {:.2} ms ({} deliveries)",
+        percentile(&cross, 0.5),
+        percentile(&cross, 0.99),
+        cross.len()
+    );
     println!(
         "    added by crossing:    p50 {:.2} ms, p99 {:.2} ms",
         percentile(&cross, 0.5) - percentile(&local, 0.5),
@@ -207,7 +217,8 @@ async fn cancel_across(a: &JobEngine, b: &JobEngine) -> Vec<u64> {
 fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
     let mut kinds = kinds::builtin();
     kinds.register("stamp", "Reports timestamps", stamp);
-    let config = EngineConfig { max_jobs: jobs * 4 + 1000, max_running: jobs + 1000, max_queued: jobs, ..Default::default() };
+    let config =
+        EngineConfig { max_jobs: jobs * 4 + 1000, max_running: jobs + 1000, max_queued: jobs, ..Default::default() };
     let engine = JobEngine::open(config, kinds, store).expect("the store opens").0;
     engine.start_recovered();
     engine
@@ -270,7 +281,11 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let which = args.iter().find(|a| ["memory", "sqlite", "redis", "cross", "all"].contains(&a.as_str())).cloned().unwrap_or_else(|| "all".into());
+    let which = args
+        .iter()
+        .find(|a| ["memory", "sqlite", "redis", "cross", "all"].contains(&a.as_str()))
+        .cloned()
+        .unwrap_or_else(|| "all".into());
     let wanted = |store: &str| which == "all" || which == store;
     let numbers: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let jobs = numbers.first().copied().unwrap_or(2000) as usize;
@@ -301,12 +316,23 @@ async fn main() {
         let _ = server.wait();
     }
 
-    println!("throughput: {jobs} jobs x {events} events at once; latency: 100 jobs x 100 events/s (10,000/s); 300 starts");
-    println!("{:<8} {:>14} {:>16} {:>16} {:>18} {:>18} {:>12}", "store", "events/s", "visible p50 ms", "visible p99 ms", "first event p50", "first event p99", "RSS +MiB");
+    println!(
+        "throughput: {jobs} jobs x {events} events at once; latency: 100 jobs x 100 events/s (10,000/s); 300 starts"
+    );
+    println!(
+        "{:<8} {:>14} {:>16} {:>16} {:>18} {:>18} {:>12}",
+        "store", "events/s", "visible p50 ms", "visible p99 ms", "first event p50", "first event p99", "RSS +MiB"
+    );
     for f in figures {
         println!(
             "{:<8} {:>14.0} {:>16.2} {:>16.2} {:>15.2} ms {:>15.2} ms {:>12.1}",
-            f.store, f.events_per_sec, f.visible_p50_ms, f.visible_p99_ms, f.first_p50_ms, f.first_p99_ms, f.rss_kib as f64 / 1024.0
+            f.store,
+            f.events_per_sec,
+            f.visible_p50_ms,
+            f.visible_p99_ms,
+            f.first_p50_ms,
+            f.first_p99_ms,
+            f.rss_kib as f64 / 1024.0
         );
     }
 }

@@ -108,7 +108,12 @@ async fn start_server(store: &str) -> (Child, u16) {
 }
 
 /// Starts a `ticker` job; its id and the owner's token.
-async fn start_job(client: &reqwest::Client, base: &str, steps: u32, interval_ms: u64) -> Result<(String, String), String> {
+async fn start_job(
+    client: &reqwest::Client,
+    base: &str,
+    steps: u32,
+    interval_ms: u64,
+) -> Result<(String, String), String> {
     let body = json!({"kind": "ticker", "params": {"steps": steps, "interval_ms": interval_ms}});
     let response = client.post(format!("{base}/api/jobs")).json(&body).send().await.map_err(|e| e.to_string())?;
     let status = response.status();
@@ -121,7 +126,13 @@ async fn start_job(client: &reqwest::Client, base: &str, steps: u32, interval_ms
 }
 
 /// Follows one job's stream to its end (or for ever, when held), checking the sequence.
-async fn follow(client: reqwest::Client, base: String, job: Option<(String, String)>, scenario: Arc<Scenario>, tally: Arc<Tally>) -> Result<(), String> {
+async fn follow(
+    client: reqwest::Client,
+    base: String,
+    job: Option<(String, String)>,
+    scenario: Arc<Scenario>,
+    tally: Arc<Tally>,
+) -> Result<(), String> {
     let begin = Instant::now();
     let (id, token) = match job {
         Some(job) => job,
@@ -201,7 +212,8 @@ async fn run(scenario: Scenario, store: &str) -> Value {
         if scenario.ramp > 0 && n > 0 && (n as u64).is_multiple_of((scenario.ramp / 100).max(1)) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let (client, base, job, scenario, tally) = (client.clone(), base.clone(), shared.clone(), scenario.clone(), tally.clone());
+        let (client, base, job, scenario, tally) =
+            (client.clone(), base.clone(), shared.clone(), scenario.clone(), tally.clone());
         clients.push(tokio::spawn(async move {
             if let Err(e) = follow(client, base, job, scenario, tally.clone()).await {
                 if tally.failed.fetch_add(1, Relaxed) < 3 {
@@ -212,7 +224,9 @@ async fn run(scenario: Scenario, store: &str) -> Value {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     if let Some(hold) = scenario.hold {
-        while tally.connected.load(Relaxed) + tally.failed.load(Relaxed) < scenario.clients as u64 && Instant::now() < deadline {
+        while tally.connected.load(Relaxed) + tally.failed.load(Relaxed) < scenario.clients as u64
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(hold).await;
@@ -260,9 +274,36 @@ async fn main() {
     let chosen = std::env::var("SSE_PROGRESS_STORE").ok();
     let idle_n = std::env::var("IDLE_N").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let scenarios = [
-        Scenario { name: "jobs", clients: 1000, ramp: 2000, steps: 50, interval_ms: 20, shared: false, hold: None, lag_skip: 0 },
-        Scenario { name: "idle", clients: idle_n, ramp: 4000, steps: 1000, interval_ms: 600_000, shared: true, hold: Some(Duration::from_secs(5)), lag_skip: 0 },
-        Scenario { name: "fanout", clients: 1000, ramp: 0, steps: 250, interval_ms: 20, shared: true, hold: None, lag_skip: 50 },
+        Scenario {
+            name: "jobs",
+            clients: 1000,
+            ramp: 2000,
+            steps: 50,
+            interval_ms: 20,
+            shared: false,
+            hold: None,
+            lag_skip: 0,
+        },
+        Scenario {
+            name: "idle",
+            clients: idle_n,
+            ramp: 4000,
+            steps: 1000,
+            interval_ms: 600_000,
+            shared: true,
+            hold: Some(Duration::from_secs(5)),
+            lag_skip: 0,
+        },
+        Scenario {
+            name: "fanout",
+            clients: 1000,
+            ramp: 0,
+            steps: 250,
+            interval_ms: 20,
+            shared: true,
+            hold: None,
+            lag_skip: 50,
+        },
     ];
     println!("store: {}", chosen.as_deref().unwrap_or("a new SQLite file for each scenario"));
     let mut rows = Vec::new();
@@ -274,7 +315,17 @@ async fn main() {
     }
     println!(
         "\n{:<7} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>11} {:>8} {:>8} {:>10}",
-        "scen", "events", "failed", "lost", "dup", "reord", "cpu_us/ev", "rss_kb/str", "lag_p50", "lag_p99", "first_p99"
+        "scen",
+        "events",
+        "failed",
+        "lost",
+        "dup",
+        "reord",
+        "cpu_us/ev",
+        "rss_kb/str",
+        "lag_p50",
+        "lag_p99",
+        "first_p99"
     );
     for r in &rows {
         let n = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);

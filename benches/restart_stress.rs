@@ -104,7 +104,8 @@ async fn main() {
         } else {
             ("checksum", json!({"size_mib": 24 * cycles, "chunk_kib": 512, "chunk_delay_ms": 5}))
         };
-        let mut request = client.post(format!("http://127.0.0.1:{port}/api/jobs")).json(&json!({"kind": kind, "params": params}));
+        let mut request =
+            client.post(format!("http://127.0.0.1:{port}/api/jobs")).json(&json!({"kind": kind, "params": params}));
         if let Some(token) = &token {
             request = request.bearer_auth(token);
         }
@@ -133,7 +134,10 @@ async fn main() {
     let _ = server.kill().await;
 
     let (mut lost, mut duplicated, mut reordered, mut incomplete) = (0, 0, 0, 0);
-    println!("{:<38} {:<9} {:>7} {:>6} {:>5} {:>10} {:>10} {:>10}", "job", "kind", "events", "lost", "dup", "reordered", "reconnects", "completed");
+    println!(
+        "{:<38} {:<9} {:>7} {:>6} {:>5} {:>10} {:>10} {:>10}",
+        "job", "kind", "events", "lost", "dup", "reordered", "reconnects", "completed"
+    );
     for (id, kind, seen) in &tallies {
         let seen = seen.lock().await;
         let mut job_lost = 0;

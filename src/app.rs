@@ -11,13 +11,10 @@ use crate::pages::{DashboardRoute, HomePage, JobPage, NotFoundPage, ShowcaseRout
 /// The document around the app, rendered on the server, with its Content-Security-Policy.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
-    if let (Some(nonce), Some(response)) = (
-        leptos::nonce::use_nonce(),
-        use_context::<leptos_axum::ResponseOptions>(),
-    ) {
-        if let Ok(policy) = axum::http::HeaderValue::from_str(
-            &crate::server::security::content_security_policy(&nonce.to_string()),
-        ) {
+    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        if let Ok(policy) =
+            axum::http::HeaderValue::from_str(&crate::server::security::content_security_policy(&nonce.to_string()))
+        {
             response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, policy);
         }
     }

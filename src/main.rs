@@ -30,10 +30,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.hash_files = server::config::hash_files(&leptos_options);
     let addr = leptos_options.site_addr;
-    let state = AppState {
-        leptos_options,
-        engine,
-    };
+    let state = AppState { leptos_options, engine };
 
     let listener = server::listen(addr)?;
     tracing::info!("listening on http://{}", listener.local_addr()?);

@@ -40,9 +40,7 @@ impl FromStr for JobId {
     type Err = InvalidJobId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|_| InvalidJobId(s.chars().take(64).collect()))
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| InvalidJobId(s.chars().take(64).collect()))
     }
 }
 
@@ -275,11 +273,7 @@ pub fn step_label(index: u32, count: u32, name: &str) -> Option<String> {
     if index == 0 {
         return None;
     }
-    let mut label = if count > 0 {
-        format!("Step {index} of {count}")
-    } else {
-        format!("Step {index}")
-    };
+    let mut label = if count > 0 { format!("Step {index} of {count}") } else { format!("Step {index}") };
     if !name.is_empty() {
         label.push_str(": ");
         label.push_str(name);
@@ -413,7 +407,10 @@ mod tests {
         let running = Some(JobStatus::Running);
         assert_eq!(value_text(44.6, running, Some("Step 2 of 4: Processing")), "45%, step 2 of 4: Processing");
         assert_eq!(value_text(0.0, running, None), "0%");
-        assert_eq!(unknown_value_text(Some("Step 1 of 3: Discovering")), "total not known yet, step 1 of 3: Discovering");
+        assert_eq!(
+            unknown_value_text(Some("Step 1 of 3: Discovering")),
+            "total not known yet, step 1 of 3: Discovering"
+        );
         assert_eq!(value_text(100.0, Some(JobStatus::Completed), Some("Step 4 of 4: Done")), "100%, completed");
         assert_eq!(
             value_text(60.0, Some(JobStatus::Failed), Some("Step 3 of 4: Validating")),

@@ -18,10 +18,7 @@ use common::cli;
 
 /// The `[seq]` numbers of the lines the watcher printed, in order.
 fn printed_seqs(stdout: &str) -> Vec<u64> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect()
+    stdout.lines().filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok()).collect()
 }
 
 /// A TCP proxy to `upstream` that cuts its first connection after `cut_after` bytes from the
@@ -85,7 +82,9 @@ async fn run_starts_a_job_prints_its_progress_and_exits_0_with_the_result() {
 async fn the_exit_code_says_how_the_job_ended() {
     let app = TestApp::spawn().await;
     let server = app.url("");
-    let failed = cli(&["run", "failing", "-p", "steps=2", "-p", "fail_at_step=2", "-p", "step_ms=20", "--server", &server]).await;
+    let failed =
+        cli(&["run", "failing", "-p", "steps=2", "-p", "fail_at_step=2", "-p", "step_ms=20", "--server", &server])
+            .await;
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("Failed: Parsing records failed at record"));
 
@@ -102,7 +101,9 @@ async fn the_exit_code_says_how_the_job_ended() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no job with id"));
     let refused = cli(&["run", "nope", "--server", &app.url("")]).await;
     assert_eq!(refused.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("the known kinds are: checksum, discover, failing, ticker"));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the known kinds are: checksum, discover, failing, ticker")
+    );
     let usage = cli(&["watch", "not-a-job"]).await;
     assert_eq!(usage.status.code(), Some(2));
 }
@@ -122,4 +123,3 @@ async fn watch_reattaches_after_a_dropped_stream_with_no_gap() {
     assert_eq!(seqs, (1..=newest).collect::<Vec<_>>(), "every event once, in order: {stdout}");
     assert!(stdout.contains("Completed: {"));
 }
-

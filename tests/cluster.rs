@@ -67,7 +67,11 @@ async fn three_instances_serve_any_job_as_one() {
     // B's feed showed the job A ran, to its end.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let event = tokio::time::timeout_at(deadline, feed.next()).await.expect("the feed tells of A's job").expect("open").expect("event");
+        let event = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("the feed tells of A's job")
+            .expect("open")
+            .expect("event");
         if event.event == "end" && state(&event)["job"] == id.as_str() {
             assert_eq!(state(&event)["status"], "completed");
             break;
@@ -97,7 +101,8 @@ async fn cancel_through_any_instance_stops_the_job_where_it_runs() {
     let waiting = client.start(b, "ticker", json!({"steps": 2, "interval_ms": 10})).await;
     let (_, queued) = client.job(c, &waiting).await;
     assert_eq!((queued["status"].as_str(), queued["queue_position"].as_u64()), (Some("pending"), Some(1)), "{queued}");
-    let response = client.auth(client.http.delete(c.url(&format!("/api/jobs/{waiting}")))).send().await.expect("cancel");
+    let response =
+        client.auth(client.http.delete(c.url(&format!("/api/jobs/{waiting}")))).send().await.expect("cancel");
     assert_eq!(response.status(), 202);
     let events = drain(client.events(a, &waiting, None).await).await;
     assert_eq!(last_state(&events)["status"], "cancelled");
@@ -114,7 +119,10 @@ async fn killed_instances_lose_nothing_and_their_jobs_end_or_go_on_elsewhere() {
     let mut jobs = Vec::new();
     for server in &servers {
         jobs.push((client.start(server, "ticker", json!({"steps": 40, "interval_ms": 100})).await, "completed"));
-        jobs.push((client.start(server, "failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await, "interrupted"));
+        jobs.push((
+            client.start(server, "failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await,
+            "interrupted",
+        ));
     }
     for (id, _) in &jobs {
         client.wait_for(&survivor, id, "running").await;
@@ -250,7 +258,11 @@ async fn a_redis_restart_under_load_loses_nothing_and_everything_recovers_by_its
     for (id, events) in jobs.iter().zip(&followed) {
         assert_contiguous(events, 1);
         let last = last_state(events);
-        assert_eq!((last["status"].as_str(), last["data"].clone()), (Some("completed"), json!({"ticks": 40})), "job {id}");
+        assert_eq!(
+            (last["status"].as_str(), last["data"].clone()),
+            (Some("completed"), json!({"ticks": 40})),
+            "job {id}"
+        );
     }
 }
 

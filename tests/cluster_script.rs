@@ -43,10 +43,15 @@ async fn the_cluster_script_serves_streams_unbuffered_survives_a_kill_and_stops_
     let mut pids = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line()).await.expect("it starts within 60 s").expect("read");
+        let line =
+            tokio::time::timeout_at(deadline, lines.next_line()).await.expect("it starts within 60 s").expect("read");
         let line = line.expect("it runs until told to stop");
         if line.trim_start().starts_with("instance-") {
-            let pid = line.split("pid").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|p| p.parse::<u32>().ok());
+            let pid = line
+                .split("pid")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|p| p.parse::<u32>().ok());
             pids.extend(pid);
         }
         if line.starts_with("Failover:") {
@@ -71,7 +76,8 @@ async fn the_cluster_script_serves_streams_unbuffered_survives_a_kill_and_stops_
         }
     }
     assert_contiguous(&events, 1);
-    let last: Value = serde_json::from_str(&events.iter().rev().find(|e| e.event != "end").expect("events").data).expect("json");
+    let last: Value =
+        serde_json::from_str(&events.iter().rev().find(|e| e.event != "end").expect("events").data).expect("json");
     assert_eq!(last["status"], "completed");
     let spread = arrivals.last().copied().unwrap_or_default() - arrivals.first().copied().unwrap_or_default();
     assert!(spread >= Duration::from_millis(1000), "events came over {spread:?}: buffered by the proxy?");
@@ -94,7 +100,8 @@ async fn the_cluster_script_serves_streams_unbuffered_survives_a_kill_and_stops_
     // Stopping the script stops everything it started.
     let pid = script.id().expect("running").to_string();
     std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-    let status = tokio::time::timeout(Duration::from_secs(45), script.wait()).await.expect("stops within 45 s").expect("waited");
+    let status =
+        tokio::time::timeout(Duration::from_secs(45), script.wait()).await.expect("stops within 45 s").expect("waited");
     assert!(status.code().is_some(), "{status:?}");
     for p in instance_ports.into_iter().chain([port, redis_port]) {
         assert!(!listening(p), "port {p} is still served after the stop");

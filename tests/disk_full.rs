@@ -54,12 +54,8 @@ async fn a_full_disk_makes_the_server_not_ready_and_loses_nothing() {
     // Room again: it catches up by itself, and the job's events have no gap.
     std::fs::remove_file(&filler).expect("removed");
     wait_ready(&server, 200, 30).await;
-    let stream = client
-        .get(server.url(&format!("/api/jobs/{id}/events")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request");
+    let stream =
+        client.get(server.url(&format!("/api/jobs/{id}/events"))).bearer_auth(token).send().await.expect("request");
     let mut events = stream.bytes_stream().eventsource();
     let mut seqs = Vec::new();
     let mut last = String::new();

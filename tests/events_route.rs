@@ -155,10 +155,7 @@ async fn unknown_jobs_and_bad_resume_points_get_clear_json_errors() {
     for id in ["00000000-0000-4000-8000-000000000000", "not-a-job-id"] {
         let response = app.events(id, None, "").await;
         assert_eq!(response.status(), 404, "{id}");
-        assert_eq!(
-            response.headers()["content-type"].to_str().expect("text"),
-            "application/problem+json"
-        );
+        assert_eq!(response.headers()["content-type"].to_str().expect("text"), "application/problem+json");
         let body: serde_json::Value = response.json().await.expect("JSON body");
         assert_eq!(body["status"], 404);
         assert!(body["detail"].as_str().expect("detail").contains("no job with id"), "{body}");

@@ -85,10 +85,7 @@ async fn a_client_that_vanishes_without_closing_is_released_within_45_s() {
     ip(&["netns", "exec", &net.name, "ip", "link", "set", &net.far_side, "down"]);
     let gone = Instant::now();
     while open_streams().await != 0 {
-        assert!(
-            gone.elapsed() < Duration::from_secs(45),
-            "the stream of a vanished client was still open after 45 s"
-        );
+        assert!(gone.elapsed() < Duration::from_secs(45), "the stream of a vanished client was still open after 45 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("a vanished client's stream was released after {:.1} s", gone.elapsed().as_secs_f64());

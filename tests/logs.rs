@@ -65,16 +65,24 @@ async fn lines_from_nested_code_and_blocking_work_reach_only_their_own_job_in_or
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
     let a = app.start("chatty", json!({"lines": 3, "tag": "A"})).await;
     let b = app.start("chatty", json!({"lines": 3, "tag": "B"})).await;
-    let (events_a, events_b) = tokio::join!(
-        async { read_events(app.events(&a, None, "").await, usize::MAX).await.0 },
-        async { read_events(app.events(&b, None, "").await, usize::MAX).await.0 },
-    );
+    let (events_a, events_b) =
+        tokio::join!(async { read_events(app.events(&a, None, "").await, usize::MAX).await.0 }, async {
+            read_events(app.events(&b, None, "").await, usize::MAX).await.0
+        },);
     for (events, tag) in [(&events_a, "A"), (&events_b, "B")] {
         let lines = log_lines(events);
         let messages: Vec<&str> = lines.iter().map(|l| l["message"].as_str().expect("message")).collect();
         assert_eq!(
             messages,
-            ["starting", "from a nested function after an await", "from the blocking pool", "line", "line", "line", "an error-level line"],
+            [
+                "starting",
+                "from a nested function after an await",
+                "from the blocking pool",
+                "line",
+                "line",
+                "line",
+                "an error-level line"
+            ],
             "job {tag}"
         );
         assert!(lines.iter().all(|l| l["fields"]["tag"] == tag), "no other job's lines in {tag}: {lines:?}");
@@ -109,7 +117,8 @@ async fn a_chatty_job_is_bounded_and_its_viewers_are_told_how_many_lines_were_dr
         "the first drop is told while the job runs"
     );
 
-    let logs: Value = app.client.get(app.url(&format!("/api/jobs/{id}/logs"))).send().await.expect("get").json().await.expect("json");
+    let logs: Value =
+        app.client.get(app.url(&format!("/api/jobs/{id}/logs"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(logs["dropped"], 49);
     assert_eq!(logs["lines"].as_array().expect("lines").len(), 5);
 }
@@ -154,10 +163,27 @@ async fn the_terminal_client_prints_the_jobs_own_log_lines() {
     let app = TestApp::spawn().await;
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(app.engine.log_layer()));
     let server = app.url("");
-    let out = cli(&["run", "discover", "-p", "files=12", "-p", "dir_ms=10", "-p", "file_ms=5", "-p", "avg_kib=16", "--server", &server]).await;
+    let out = cli(&[
+        "run",
+        "discover",
+        "-p",
+        "files=12",
+        "-p",
+        "dir_ms=10",
+        "-p",
+        "file_ms=5",
+        "-p",
+        "avg_kib=16",
+        "--server",
+        &server,
+    ])
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let walk = stdout.lines().find(|l| l.contains("walk finished: the total is known")).unwrap_or_else(|| panic!("the job's line is printed: {stdout}"));
+    let walk = stdout
+        .lines()
+        .find(|l| l.contains("walk finished: the total is known"))
+        .unwrap_or_else(|| panic!("the job's line is printed: {stdout}"));
     assert!(walk.contains(" INFO "), "{walk}");
     assert!(walk.contains("files=12"), "its fields too: {walk}");
     let listed = stdout.find("listed a directory").expect("an earlier line");

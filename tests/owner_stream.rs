@@ -42,9 +42,7 @@ async fn read_from(response: reqwest::Response, done: impl Fn(&[Event]) -> bool)
     let mut stream = response.bytes_stream().eventsource();
     let mut events = Vec::new();
     while !done(&events) {
-        let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("an event within 20 s");
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("an event within 20 s");
         let event = next.expect("the stream stays open").expect("valid SSE");
         if !event.data.is_empty() {
             events.push(event);
@@ -84,7 +82,10 @@ async fn one_stream_carries_every_job_of_its_owner_and_only_theirs() {
     let stream = open(&app.client, app.url("/api/events")).await;
     let (a, b) = (first.clone(), second.clone());
     let reader = tokio::spawn(async move {
-        read_from(stream, |events| ended(events, &a) && ended(events, &b) && events.iter().filter(|e| e.event == "end").count() >= 3).await
+        read_from(stream, |events| {
+            ended(events, &a) && ended(events, &b) && events.iter().filter(|e| e.event == "end").count() >= 3
+        })
+        .await
     });
     // Started after the stream opened (as from another tab): it arrives from its first event.
     let later = start(&app, &app.client, 3).await;
@@ -115,7 +116,9 @@ async fn resuming_with_after_is_exact_for_every_job() {
     let seen = *seqs_of(&first, &id).last().expect("seqs");
 
     let job = id.clone();
-    let rest = read_until(&app.client, app.url(&format!("/api/events?after={id}:{seen}")), move |events| ended(events, &job)).await;
+    let rest =
+        read_until(&app.client, app.url(&format!("/api/events?after={id}:{seen}")), move |events| ended(events, &job))
+            .await;
     let mut seqs = seqs_of(&first, &id);
     seqs.extend(seqs_of(&rest, &id));
     let newest = *seqs.last().expect("seqs");

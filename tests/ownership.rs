@@ -121,12 +121,8 @@ async fn one_owner_cannot_take_every_slot() {
 #[tokio::test]
 async fn behind_a_tls_proxy_the_owner_cookie_is_secure() {
     let app = TestApp::spawn().await;
-    let page = reqwest::Client::new()
-        .get(app.url("/"))
-        .header("X-Forwarded-Proto", "https")
-        .send()
-        .await
-        .expect("page");
+    let page =
+        reqwest::Client::new().get(app.url("/")).header("X-Forwarded-Proto", "https").send().await.expect("page");
     assert_eq!(page.status(), 200);
     let cookie = page.headers()["set-cookie"].to_str().expect("text").to_string();
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure"] {

@@ -73,13 +73,7 @@ async fn the_start_form_works_as_a_plain_html_form() {
 #[tokio::test]
 async fn starting_an_unknown_kind_says_which_kinds_exist() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .post(app.url("/api/start_job"))
-        .form(&[("kind", "nope")])
-        .send()
-        .await
-        .expect("post");
+    let response = app.client.post(app.url("/api/start_job")).form(&[("kind", "nope")]).send().await.expect("post");
     assert_eq!(response.status(), 422, "bad input is never a 500");
     let body = response.text().await.expect("body");
     assert!(body.contains("unknown job kind \\\"nope\\\"") || body.contains("unknown job kind \"nope\""), "{body}");
@@ -90,11 +84,18 @@ async fn starting_an_unknown_kind_says_which_kinds_exist() {
 #[tokio::test]
 async fn answers_are_compressed_for_clients_that_accept_it_but_event_streams_never() {
     let app = TestApp::spawn().await;
-    let kinds = app.client.get(app.url("/api/job-kinds")).header("accept-encoding", "br, gzip").send().await.expect("request");
+    let kinds =
+        app.client.get(app.url("/api/job-kinds")).header("accept-encoding", "br, gzip").send().await.expect("request");
     assert_eq!(kinds.status(), 200);
     assert_eq!(kinds.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("br"));
     let id = app.start("ticker", serde_json::json!({"steps": 2, "interval_ms": 10})).await;
-    let stream = app.client.get(app.url(&format!("/api/jobs/{id}/events"))).header("accept-encoding", "br, gzip").send().await.expect("request");
+    let stream = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/events")))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(stream.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
     assert!(stream.headers().get("content-encoding").is_none(), "a stream must never wait in an encoder");
 }

@@ -69,7 +69,8 @@ async fn a_polling_client_follows_202_location_and_retry_after_to_the_result() {
         assert!(polls < 20, "the job ended in time");
         let response = app.client.get(app.url(&location)).send().await.expect("poll");
         assert_eq!(response.status(), StatusCode::OK);
-        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().expect("text").parse::<u64>().expect("seconds"));
+        let retry_after =
+            response.headers().get("retry-after").map(|v| v.to_str().expect("text").parse::<u64>().expect("seconds"));
         let state: Value = response.json().await.expect("json");
         if state["status"] == "completed" {
             assert_eq!(retry_after, None, "no Retry-After once the job has ended");
@@ -86,7 +87,15 @@ async fn a_polling_client_follows_202_location_and_retry_after_to_the_result() {
     };
     assert_eq!(last["progress"], 100.0);
     assert_eq!(last["links"][2]["href"], format!("{location}/result"));
-    let result: Value = app.client.get(app.url(&format!("{location}/result"))).send().await.expect("result").json().await.expect("json");
+    let result: Value = app
+        .client
+        .get(app.url(&format!("{location}/result")))
+        .send()
+        .await
+        .expect("result")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(result, json!({"id": id, "kind": "ticker", "result": {"ticks": 4}}));
 }
 
@@ -96,7 +105,8 @@ async fn the_status_resource_is_the_same_schema_as_the_stream() {
     let id = app.start("ticker", json!({"steps": 2, "interval_ms": 10})).await;
     let (events, _) = read_events(app.events(&id, None, "").await, usize::MAX).await;
     let streamed = data(&events[events.len() - 2]);
-    let mut polled: Value = app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
+    let mut polled: Value =
+        app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
     polled.as_object_mut().expect("object").remove("links");
     assert_eq!(polled, streamed);
 }
@@ -161,12 +171,14 @@ async fn cancelling_is_seen_by_the_job_code_and_every_view_shows_cancelled() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["message"], "the job was told to stop");
 
-    let (events, _) = tokio::time::timeout(Duration::from_secs(10), stream).await.expect("the job stopped").expect("reader");
+    let (events, _) =
+        tokio::time::timeout(Duration::from_secs(10), stream).await.expect("the job stopped").expect("reader");
     let last = data(&events[events.len() - 2]);
     assert_eq!(events[events.len() - 2].event, "cancelled");
     assert_eq!(last["status"], "cancelled");
     assert!(last["progress"].as_f64().expect("number") < 50.0, "it stopped part-way: {last}");
-    let status: Value = app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
+    let status: Value =
+        app.client.get(app.url(&format!("/api/jobs/{id}"))).send().await.expect("get").json().await.expect("json");
     assert_eq!(status["status"], "cancelled");
     let result = app.client.get(app.url(&format!("/api/jobs/{id}/result"))).send().await.expect("result");
     let result = problem(result, StatusCode::CONFLICT).await;
@@ -187,7 +199,10 @@ async fn a_failed_job_has_no_result_and_says_why() {
     let response = app.client.get(app.url(&format!("/api/jobs/{id}/result"))).send().await.expect("result");
     let body = problem(response, StatusCode::CONFLICT).await;
     assert_eq!(body["job_status"], "failed");
-    assert!(body["detail"].as_str().expect("text").starts_with("the job failed and has no result: Loading input failed"));
+    assert!(body["detail"]
+        .as_str()
+        .expect("text")
+        .starts_with("the job failed and has no result: Loading input failed"));
 }
 
 #[tokio::test]
@@ -214,7 +229,10 @@ async fn past_the_running_bound_jobs_queue_with_their_position_and_past_the_queu
     assert_eq!(refused.headers()["retry-after"], "5");
     let refused = problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(refused["code"], "queue_full");
-    assert!(refused["detail"].as_str().expect("text").contains("1 are running and the queue of 2 waiting jobs is full"));
+    assert!(refused["detail"]
+        .as_str()
+        .expect("text")
+        .contains("1 are running and the queue of 2 waiting jobs is full"));
 
     // Cancelling a waiting job moves the one behind it up; then all run in turn.
     app.client.delete(app.url(&format!("/api/jobs/{}", ids[1]))).send().await.expect("delete");
@@ -232,33 +250,63 @@ async fn bad_requests_get_problem_documents_that_say_what_is_allowed() {
     let body = problem(post_job(&app, json!({"kind": "nope"})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(body["code"], "unknown_kind");
     assert_eq!(body["known_kinds"], json!(["checksum", "discover", "failing", "ticker"]));
-    assert!(body["detail"].as_str().expect("text").contains("the known kinds are: checksum, discover, failing, ticker"));
+    assert!(body["detail"]
+        .as_str()
+        .expect("text")
+        .contains("the known kinds are: checksum, discover, failing, ticker"));
 
-    let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"steps": "ten"}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let body = problem(
+        post_job(&app, json!({"kind": "ticker", "params": {"steps": "ten"}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(body["code"], "invalid_params");
     assert!(body["detail"].as_str().expect("text").contains("field `steps`: invalid type: string \"ten\""), "{body}");
-    let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"steps": 0}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let body = problem(
+        post_job(&app, json!({"kind": "ticker", "params": {"steps": 0}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(body["detail"].as_str().expect("text").ends_with("steps must be between 1 and 100000, got 0"));
-    let body = problem(post_job(&app, json!({"kind": "ticker", "params": {"speed": 3}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert!(body["detail"].as_str().expect("text").contains("unknown field `speed`, expected one of `steps`, `interval_ms`, `log`"), "{body}");
+    let body = problem(
+        post_job(&app, json!({"kind": "ticker", "params": {"speed": 3}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("text")
+            .contains("unknown field `speed`, expected one of `steps`, `interval_ms`, `log`"),
+        "{body}"
+    );
     let body = problem(post_job(&app, json!({"params": {}})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(body["detail"].as_str().expect("text").contains("missing field `kind`"), "{body}");
 
-    let malformed = app.client.post(app.url("/api/jobs")).header("content-type", "application/json").body("{\"kind\": ").send().await.expect("post");
+    let malformed = app
+        .client
+        .post(app.url("/api/jobs"))
+        .header("content-type", "application/json")
+        .body("{\"kind\": ")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(problem(malformed, StatusCode::BAD_REQUEST).await["code"], "malformed_json");
     let not_json = app.client.post(app.url("/api/jobs")).body("kind=ticker").send().await.expect("post");
     assert_eq!(problem(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await["code"], "unsupported_media_type");
     let huge = json!({"kind": "ticker", "params": {"pad": "x".repeat(100_000)}});
     let body = problem(post_job(&app, huge).await, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(body["detail"], "the request body is larger than the 65536 bytes allowed");
-    let bad_query = app.client.post(app.url("/api/jobs?stream=maybe")).json(&json!({"kind": "ticker"})).send().await.expect("post");
+    let bad_query =
+        app.client.post(app.url("/api/jobs?stream=maybe")).json(&json!({"kind": "ticker"})).send().await.expect("post");
     assert_eq!(problem(bad_query, StatusCode::BAD_REQUEST).await["code"], "invalid_query");
 
     let wrong_method = app.client.put(app.url("/api/jobs")).send().await.expect("put");
     assert_eq!(wrong_method.headers()["allow"], "POST");
     let body = problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
     assert_eq!(body["detail"], "method PUT is not allowed here; allowed: POST");
-    let wrong_method = app.client.post(app.url("/api/jobs/00000000-0000-4000-8000-000000000000")).send().await.expect("post");
+    let wrong_method =
+        app.client.post(app.url("/api/jobs/00000000-0000-4000-8000-000000000000")).send().await.expect("post");
     assert_eq!(wrong_method.headers()["allow"], "GET, HEAD, DELETE");
     problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
 
@@ -266,9 +314,11 @@ async fn bad_requests_get_problem_documents_that_say_what_is_allowed() {
         let body = problem(app.client.get(app.url(path)).send().await.expect("get"), StatusCode::NOT_FOUND).await;
         assert_eq!(body["code"], "job_not_found");
     }
-    let gone = app.client.delete(app.url("/api/jobs/00000000-0000-4000-8000-000000000000")).send().await.expect("delete");
+    let gone =
+        app.client.delete(app.url("/api/jobs/00000000-0000-4000-8000-000000000000")).send().await.expect("delete");
     problem(gone, StatusCode::NOT_FOUND).await;
-    let body = problem(app.client.get(app.url("/api/nothing/here")).send().await.expect("get"), StatusCode::NOT_FOUND).await;
+    let body =
+        problem(app.client.get(app.url("/api/nothing/here")).send().await.expect("get"), StatusCode::NOT_FOUND).await;
     assert_eq!(body["code"], "route_not_found");
     assert_eq!(app.engine.job_count(), 0, "nothing bad was started");
 }
@@ -276,7 +326,8 @@ async fn bad_requests_get_problem_documents_that_say_what_is_allowed() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_and_validates() {
     let app = TestApp::spawn().await;
-    let doc: Value = app.client.get(app.url("/api/openapi.json")).send().await.expect("get").json().await.expect("json");
+    let doc: Value =
+        app.client.get(app.url("/api/openapi.json")).send().await.expect("get").json().await.expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
         ("/api/job-kinds", "get"),

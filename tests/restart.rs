@@ -7,8 +7,8 @@ use common::client::{assert_contiguous, drain, seq_of, Client};
 use common::process::{sqlite_store, RedisProcess, ServerProcess};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde_json::Value;
 use serde_json::json;
+use serde_json::Value;
 
 #[tokio::test]
 async fn a_killed_server_loses_nothing_it_showed_and_picks_up_where_it_was() {
@@ -97,7 +97,8 @@ async fn sigterm_is_a_deploy_resumable_jobs_continue_and_others_end_visibly() {
     let server = ServerProcess::start(&store, 0).await;
     let port = server.port;
     let mut api = Client::new();
-    let checksum = api.start(&server, "checksum", json!({"size_mib": 64, "chunk_kib": 1024, "chunk_delay_ms": 30})).await;
+    let checksum =
+        api.start(&server, "checksum", json!({"size_mib": 64, "chunk_kib": 1024, "chunk_delay_ms": 30})).await;
     let failing = api.start(&server, "failing", json!({"step_ms": 60000})).await;
     let mut live = api.events(&server, &checksum, None).await.bytes_stream().eventsource();
     let mut seen = Vec::new();

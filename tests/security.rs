@@ -21,11 +21,7 @@ async fn pages_carry_a_csp_whose_nonce_is_on_their_scripts_and_every_response_th
     assert_eq!(header(&page, "x-content-type-options"), "nosniff");
     assert_eq!(header(&page, "referrer-policy"), "same-origin");
     let html = page.text().await.expect("html");
-    let nonce = csp
-        .split("'nonce-")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .expect("a nonce in the policy");
+    let nonce = csp.split("'nonce-").nth(1).and_then(|rest| rest.split('\'').next()).expect("a nonce in the policy");
     assert!(nonce.len() >= 16, "a real nonce: {nonce}");
     assert!(html.contains(&format!("<script type=\"module\" nonce=\"{nonce}\">")), "the hydration script carries it");
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -44,14 +40,28 @@ async fn other_sites_cannot_start_or_cancel_jobs() {
     let body = json!({"kind": "ticker", "params": {"steps": 50, "interval_ms": 100}});
     let host = app.addr.to_string();
 
-    let cross = app.client.post(app.url("/api/jobs")).header("sec-fetch-site", "cross-site").json(&body).send().await.expect("post");
+    let cross = app
+        .client
+        .post(app.url("/api/jobs"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(cross.status(), 403);
     assert_eq!(header(&cross, "content-type"), "application/problem+json");
     let problem: Value = cross.json().await.expect("json");
     assert_eq!(problem["code"], "cross_site_request");
     assert!(problem["detail"].as_str().expect("text").contains("Sec-Fetch-Site: cross-site"));
 
-    let foreign = app.client.post(app.url("/api/jobs")).header("origin", "https://evil.example").json(&body).send().await.expect("post");
+    let foreign = app
+        .client
+        .post(app.url("/api/jobs"))
+        .header("origin", "https://evil.example")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(foreign.status(), 403);
     let form = app
         .client
@@ -77,11 +87,23 @@ async fn other_sites_cannot_start_or_cancel_jobs() {
     assert_eq!(own.status(), 202);
     let id = own.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
 
-    let cancel = app.client.delete(app.url(&format!("/api/jobs/{id}"))).header("sec-fetch-site", "cross-site").send().await.expect("delete");
+    let cancel = app
+        .client
+        .delete(app.url(&format!("/api/jobs/{id}")))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(cancel.status(), 403);
     let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert!(!state.status.is_terminal(), "the job goes on");
     // Reading is not changing: a cross-site GET is answered (CORS keeps its body from other pages).
-    let read = app.client.get(app.url(&format!("/api/jobs/{id}"))).header("sec-fetch-site", "cross-site").send().await.expect("get");
+    let read = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}")))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(read.status(), 200);
 }

@@ -28,14 +28,20 @@ fn assert_clear(failure: &StartFailure, says: &[&str]) {
 #[tokio::test]
 async fn an_unknown_store_scheme_names_the_ones_that_exist() {
     let failure = refused("postgres://localhost/jobs").await;
-    assert_clear(&failure, &["SSE_PROGRESS_STORE=\"postgres://localhost/jobs\"", "sqlite:PATH", "redis://HOST:PORT/DB", "memory"]);
+    assert_clear(
+        &failure,
+        &["SSE_PROGRESS_STORE=\"postgres://localhost/jobs\"", "sqlite:PATH", "redis://HOST:PORT/DB", "memory"],
+    );
 }
 
 #[tokio::test]
 async fn a_redis_that_does_not_answer_is_named() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let failure = refused(&format!("redis://127.0.0.1:{port}/0")).await;
-    assert_clear(&failure, &[&format!("cannot reach the job store at redis://127.0.0.1:{port}/0"), "SSE_PROGRESS_STORE"]);
+    assert_clear(
+        &failure,
+        &[&format!("cannot reach the job store at redis://127.0.0.1:{port}/0"), "SSE_PROGRESS_STORE"],
+    );
     let failure = refused("redis://:hunter2@127.0.0.1:1/0").await;
     assert!(!failure.stderr.contains("hunter2"), "no password in messages: {}", failure.stderr);
 }

@@ -73,7 +73,8 @@ async fn a_stream_on_a_new_connection_carries_every_event_in_order_then_closes()
 #[tokio::test]
 async fn its_errors_are_problem_documents_and_a_stream_resumed_at_the_end_gets_204() {
     let app = TestApp::spawn().await;
-    let (head, body) = read_all(open(&app, &get("/api/jobs/00000000-0000-4000-8000-000000000000/events", "")).await).await;
+    let (head, body) =
+        read_all(open(&app, &get("/api/jobs/00000000-0000-4000-8000-000000000000/events", "")).await).await;
     assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: application/problem+json"), "{head}");
     assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{head}");
@@ -81,12 +82,15 @@ async fn its_errors_are_problem_documents_and_a_stream_resumed_at_the_end_gets_2
     assert_eq!(problem["status"], 404);
 
     let id = app.start("ticker", json!({"steps": 2, "interval_ms": 5})).await;
-    let (head, _) = read_all(open(&app, &get(&format!("/api/jobs/{id}/events"), "Last-Event-ID: nope\r\n")).await).await;
+    let (head, _) =
+        read_all(open(&app, &get(&format!("/api/jobs/{id}/events"), "Last-Event-ID: nope\r\n")).await).await;
     assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
 
     let (_, body) = read_all(open(&app, &get(&format!("/api/jobs/{id}/events"), "")).await).await;
     let last = events_of(body).await.iter().rev().find(|e| !e.id.is_empty()).map(|e| e.id.clone()).expect("an id");
-    let (head, body) = read_all(open(&app, &get(&format!("/api/jobs/{id}/events"), &format!("Last-Event-ID: {last}\r\n"))).await).await;
+    let (head, body) =
+        read_all(open(&app, &get(&format!("/api/jobs/{id}/events"), &format!("Last-Event-ID: {last}\r\n"))).await)
+            .await;
     assert!(head.starts_with("HTTP/1.1 204 No Content\r\n"), "{head}");
     assert!(!head.contains("content-length"), "{head}");
     assert_eq!(body, "");
@@ -113,7 +117,8 @@ async fn a_client_that_leaves_gives_its_stream_back_at_once() {
     let id = app.start("ticker", json!({"steps": 1000, "interval_ms": 1000})).await;
     let mut tcp = open(&app, &get(&format!("/api/jobs/{id}/events"), "")).await;
     let mut first = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut first)).await.expect("an answer").expect("read");
+    let n =
+        tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut first)).await.expect("an answer").expect("read");
     assert!(first[..n].starts_with(b"HTTP/1.1 200 OK"), "{}", String::from_utf8_lossy(&first[..n]));
     let open_streams = || async { app.engine.stats().await.subscriptions_open };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -7,9 +7,7 @@ use super::watch::{watch, Outcome};
 
 /// Reads `KEY=VALUE`; VALUE is JSON when it parses as JSON, else a string.
 pub fn parse_param(text: &str) -> Result<(String, Value), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
     if key.is_empty() {
         return Err(format!("{text:?} has no key before the ="));
     }

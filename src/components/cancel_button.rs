@@ -15,11 +15,7 @@ async fn request_cancel(id: JobId) -> Result<(), String> {
     if response.ok() {
         return Ok(());
     }
-    let detail = response
-        .json::<serde_json::Value>()
-        .await
-        .ok()
-        .and_then(|p| p["detail"].as_str().map(str::to_owned));
+    let detail = response.json::<serde_json::Value>().await.ok().and_then(|p| p["detail"].as_str().map(str::to_owned));
     Err(detail.unwrap_or_else(|| format!("the server answered {}", response.status())))
 }
 

@@ -28,10 +28,7 @@ pub fn JobOutcome(
 ) -> impl IntoView {
     let again = ServerAction::<StartJob>::new();
     let pretty = move || {
-        result
-            .get()
-            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()))
-            .unwrap_or_default()
+        result.get().map(|v| serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())).unwrap_or_default()
     };
     view! {
         <div data-testid="job-outcome">

@@ -2,8 +2,8 @@
 //! job state (the `use_sse_progress` hook, a test, a demo) can drive it.
 
 mod cancel_button;
-mod copy_button;
 mod connection_notice;
+mod copy_button;
 mod eta_rate;
 mod job_outcome;
 mod log_console;
@@ -16,8 +16,8 @@ mod step_label;
 mod stepper;
 
 pub use cancel_button::CancelButton;
-pub use copy_button::CopyButton;
 pub use connection_notice::ConnectionNotice;
+pub use copy_button::CopyButton;
 pub use eta_rate::EtaRate;
 pub use job_outcome::JobOutcome;
 pub use log_console::LogConsole;

@@ -62,7 +62,12 @@ impl EventHub {
         None
     }
     /// On the server: nothing to follow.
-    pub fn subscribe(&self, _job: Option<JobId>, _seen: u64, _on: impl Fn(JobId, HubEvent) + 'static) -> SubscriptionKey {
+    pub fn subscribe(
+        &self,
+        _job: Option<JobId>,
+        _seen: u64,
+        _on: impl Fn(JobId, HubEvent) + 'static,
+    ) -> SubscriptionKey {
         SubscriptionKey(0)
     }
     /// On the server: nothing to stop.
@@ -70,7 +75,6 @@ impl EventHub {
     /// On the server: nothing to reconnect.
     pub fn reconnect(&self) {}
 }
-
 
 #[cfg(not(feature = "ssr"))]
 mod browser {
@@ -220,7 +224,8 @@ mod browser {
         /// The newest state of `job` and all its log lines, when this tab has every event of it
         /// from the first (a job started since the stream opened); read without tracking.
         pub fn whole(&self, job: JobId) -> Option<(Snapshot, Vec<LogLine>)> {
-            let lines = self.with(|hub| (hub.complete.get(&job) == Some(&0)).then(|| hub.lines_after(job, 0))).flatten()?;
+            let lines =
+                self.with(|hub| (hub.complete.get(&job) == Some(&0)).then(|| hub.lines_after(job, 0))).flatten()?;
             let state = self.jobs.with_untracked(|j| j.get(&job).cloned())?;
             let lines: Vec<LogLine> = lines.into_iter().filter(|l| l.seq <= state.seq).collect();
             Some((state, lines))
@@ -229,7 +234,12 @@ mod browser {
         /// Calls `on` for every event of `job` (of every job for `None`) after sequence `seen`,
         /// starting with what the tab already has. Opens the stream (or joins the browser's)
         /// when needed.
-        pub fn subscribe(&self, job: Option<JobId>, seen: u64, on: impl Fn(JobId, HubEvent) + 'static) -> SubscriptionKey {
+        pub fn subscribe(
+            &self,
+            job: Option<JobId>,
+            seen: u64,
+            on: impl Fn(JobId, HubEvent) + 'static,
+        ) -> SubscriptionKey {
             let on: Listener = Rc::new(on);
             let key = self
                 .with(|hub| {
@@ -393,7 +403,8 @@ mod browser {
                     let tab = hub.tabs.as_ref()?.id;
                     hub.needs_sent += 1;
                     hub.need = Some(hub.needs_sent);
-                    let cursors: Vec<Cursor> = hub.cursors.iter().map(|(j, s)| (*j, *s, hub.ended.contains(j))).collect();
+                    let cursors: Vec<Cursor> =
+                        hub.cursors.iter().map(|(j, s)| (*j, *s, hub.ended.contains(j))).collect();
                     Some(Message::Need { tab, id: hub.needs_sent, cursors, active: !hub.listeners.is_empty() })
                 })
                 .flatten();
@@ -462,7 +473,8 @@ mod browser {
                     .with(|hub| {
                         let cursor = *hub.cursors.get(&job)?;
                         let complete = hub.complete.get(&job).copied().unwrap_or(cursor);
-                        let lines = if cursor > seen && complete <= seen { hub.lines_after(job, seen) } else { Vec::new() };
+                        let lines =
+                            if cursor > seen && complete <= seen { hub.lines_after(job, seen) } else { Vec::new() };
                         Some((cursor, complete, hub.ended.contains(&job), lines))
                     })
                     .flatten();
@@ -488,7 +500,12 @@ mod browser {
                     events.push(Relayed { job, name: state.event_name().into(), data, seq: state.seq });
                 }
                 if ended && !saw_end {
-                    events.push(Relayed { job, name: "end".into(), data: json!({"job": job, "seq": cursor}).to_string(), seq: cursor });
+                    events.push(Relayed {
+                        job,
+                        name: "end".into(),
+                        data: json!({"job": job, "seq": cursor}).to_string(),
+                        seq: cursor,
+                    });
                 }
             }
             // In order, so each job's lines reach the follower's listeners as they happened.

@@ -7,7 +7,8 @@ use web_sys::{Event, EventSource, MessageEvent};
 
 /// Every event name of a job stream: the states (`data:` is a `Snapshot`), `log` (a
 /// `LogLine`) and `end`.
-const EVENTS: [&str; 9] = ["pending", "progress", "completed", "failed", "cancelled", "interrupted", "reset", "log", "end"];
+const EVENTS: [&str; 9] =
+    ["pending", "progress", "completed", "failed", "cancelled", "interrupted", "reset", "log", "end"];
 
 /// A DOM event listener, kept alive as long as its connection.
 type Listener = Closure<dyn FnMut(Event)>;
@@ -66,10 +67,7 @@ impl Connection {
                 .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
                 .map_err(|e| describe(&e))?;
         }
-        Ok(Self {
-            source,
-            _listeners: listeners.into_iter().map(|(_, l)| l).collect(),
-        })
+        Ok(Self { source, _listeners: listeners.into_iter().map(|(_, l)| l).collect() })
     }
 
     /// Closes the stream; no listener runs after this.

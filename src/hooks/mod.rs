@@ -12,6 +12,5 @@ pub mod use_sse_progress;
 pub use connection::ConnectionState;
 pub use event_hub::{provide_event_hub, use_event_hub, EventHub, HubEvent};
 pub use use_sse_progress::{
-    use_sse_progress, use_sse_progress_with_options, StepInfo, Transport,
-    UseSseProgressOptions, UseSseProgressReturn,
+    use_sse_progress, use_sse_progress_with_options, StepInfo, Transport, UseSseProgressOptions, UseSseProgressReturn,
 };

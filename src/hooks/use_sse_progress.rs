@@ -237,8 +237,8 @@ mod transport {
 mod transport {
     use super::*;
     use crate::hooks::event_hub::{use_event_hub, EventHub, HubEvent, SubscriptionKey};
-    use crate::retry::backoff;
     use crate::hooks::event_source::{Connection, Handlers};
+    use crate::retry::backoff;
     use leptos::leptos_dom::helpers::TimeoutHandle;
 
     /// Everything the connection's callbacks share. All fields are `Copy` handles.
@@ -379,9 +379,7 @@ mod transport {
                 return;
             }
             let attempt = self.attempt.get_value() + 1;
-            let (max, first, cap) = self
-                .options
-                .with_value(|o| (o.max_retries, o.retry_delay, o.max_retry_delay));
+            let (max, first, cap) = self.options.with_value(|o| (o.max_retries, o.retry_delay, o.max_retry_delay));
             if attempt > max {
                 self.connection.set(ConnectionState::Lost);
                 return;

@@ -86,7 +86,13 @@ impl JobEngine {
         Self::assemble(config, kinds, store, journal, None)
     }
 
-    fn assemble(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>, journal: Journal, cluster: Option<Arc<Cluster>>) -> Self {
+    fn assemble(
+        config: EngineConfig,
+        kinds: KindRegistry,
+        store: Arc<dyn JobStore>,
+        journal: Journal,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let engine = Self {
             inner: Arc::new(Inner {
                 scheduler: Scheduler::new(config.max_running, config.max_queued),
@@ -119,7 +125,11 @@ impl JobEngine {
     /// asked for, waiting ones are claimed as slots free up, and running ones whose lease
     /// expired (their instance died) are taken over now and, from
     /// [`start_recovered`](Self::start_recovered) on, whenever that happens.
-    pub fn open(config: EngineConfig, kinds: KindRegistry, store: Arc<dyn JobStore>) -> Result<(Self, Recovered), StoreError> {
+    pub fn open(
+        config: EngineConfig,
+        kinds: KindRegistry,
+        store: Arc<dyn JobStore>,
+    ) -> Result<(Self, Recovered), StoreError> {
         if let Some(shared) = store.clone().shared() {
             let bounds = Bounds {
                 max_running: config.max_running.max(1),
@@ -315,7 +325,8 @@ impl JobEngine {
         let params = if params.is_null() { Value::Object(serde_json::Map::new()) } else { params };
 
         let id = JobId::new_random();
-        let record = JobRecord::new(id, name, params, owner.map(Arc::from), self.record_context(), inner.shutdown.child_token());
+        let record =
+            JobRecord::new(id, name, params, owner.map(Arc::from), self.record_context(), inner.shutdown.child_token());
         if let Some(cluster) = &inner.cluster {
             return self.start_shared(cluster.clone(), record).await;
         }
@@ -337,7 +348,8 @@ impl JobEngine {
             Admission::Queued => tracing::info!(%id, kind = name, "job queued"),
         }
         let mut published = record.watch();
-        let stored = matches!(tokio::time::timeout(START_WRITE_TIMEOUT, published.wait_for(|seq| *seq >= 1)).await, Ok(Ok(_)));
+        let stored =
+            matches!(tokio::time::timeout(START_WRITE_TIMEOUT, published.wait_for(|seq| *seq >= 1)).await, Ok(Ok(_)));
         if !stored {
             // Not kept in time: it must not run later behind the client's back.
             self.cancel(id).await;
@@ -360,7 +372,9 @@ impl JobEngine {
         let admission = match tokio::time::timeout(START_WRITE_TIMEOUT, &mut call).await {
             Ok(Ok(Ok(admission))) => admission,
             Ok(Ok(Err(error))) => return Err(StartError::StoreUnavailable { reason: error.to_string() }),
-            Ok(Err(error)) => return Err(StartError::StoreUnavailable { reason: format!("the store call stopped: {error}") }),
+            Ok(Err(error)) => {
+                return Err(StartError::StoreUnavailable { reason: format!("the store call stopped: {error}") })
+            }
             Err(_) => {
                 // It may be admitted after all: it must not run behind the client's back.
                 let engine = self.clone();
@@ -380,7 +394,9 @@ impl JobEngine {
         let config = &inner.config;
         let token = match admission.decision {
             Err(Refused::OwnerLimit) => return Err(StartError::OwnerLimit { limit: config.max_active_per_owner }),
-            Err(Refused::QueueFull) => return Err(StartError::QueueFull { running: bounds.max_running, queued: bounds.max_queued }),
+            Err(Refused::QueueFull) => {
+                return Err(StartError::QueueFull { running: bounds.max_running, queued: bounds.max_queued })
+            }
             Err(Refused::Full) => return Err(StartError::AtCapacity { limit: config.max_jobs }),
             Ok(Admitted::Run(token)) => token,
             Ok(Admitted::Queued) => 0,
@@ -542,7 +558,8 @@ impl JobEngine {
     pub async fn stats(&self) -> EngineStats {
         let inner = &self.inner;
         let counters = inner.journal.counters();
-        let mut by_status: std::collections::BTreeMap<&'static str, (JobStatus, u64)> = std::collections::BTreeMap::new();
+        let mut by_status: std::collections::BTreeMap<&'static str, (JobStatus, u64)> =
+            std::collections::BTreeMap::new();
         for record in inner.table.all() {
             if let Some(state) = record.snapshot() {
                 by_status.entry(state.status.as_str()).or_insert((state.status, 0)).1 += 1;

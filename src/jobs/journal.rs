@@ -203,7 +203,12 @@ impl Assembly {
     }
 }
 
-async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, health: Arc<Health>, counters: Arc<Counters>) {
+async fn run(
+    store: Arc<dyn JobStore>,
+    mut rx: mpsc::UnboundedReceiver<Entry>,
+    health: Arc<Health>,
+    counters: Arc<Counters>,
+) {
     let mut entries = Vec::new();
     while rx.recv_many(&mut entries, MAX_BATCH).await > 0 {
         let mut assembly = Assembly::default();
@@ -237,7 +242,12 @@ async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::UnboundedReceiver<Entry>, h
 
 /// Writes `batch` on the blocking pool, retrying with a growing pause for as long as the store
 /// refuses it. Returns the jobs whose writes were fenced.
-async fn write_until_stored(store: &Arc<dyn JobStore>, batch: Batch, health: &Health, counters: &Counters) -> Vec<JobId> {
+async fn write_until_stored(
+    store: &Arc<dyn JobStore>,
+    batch: Batch,
+    health: &Health,
+    counters: &Counters,
+) -> Vec<JobId> {
     if batch.is_empty() {
         return Vec::new();
     }

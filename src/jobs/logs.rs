@@ -145,9 +145,8 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let Some(scope) = ctx.event_scope(event) else { return };
-        let Some(record) = scope
-            .into_iter()
-            .find_map(|span| span.extensions().get::<JobSink>().map(|sink| sink.0.clone()))
+        let Some(record) =
+            scope.into_iter().find_map(|span| span.extensions().get::<JobSink>().map(|sink| sink.0.clone()))
         else {
             return;
         };

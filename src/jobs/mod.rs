@@ -74,7 +74,7 @@ mod tests;
 pub use config::EngineConfig;
 pub use engine::{CancelOutcome, JobEngine, Recovered};
 pub use error::{JobError, StartError};
+pub use record::{JobEvent, Json};
 pub use registry::{JobParams, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
-pub use record::{JobEvent, Json};
 pub use subscription::{Delivery, Subscription};

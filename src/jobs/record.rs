@@ -275,13 +275,23 @@ impl JobRecord {
     }
 
     /// A job read back from the store, as it was written.
-    pub(crate) fn restore(row: JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+    pub(crate) fn restore(
+        row: JobRow,
+        events: Vec<JobEvent>,
+        ctx: RecordContext,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
         Self::from_row(row, events, true, ctx, cancel)
     }
 
     /// A job another instance runs (or that waits in a shared queue), as the store keeps it:
     /// it follows what the store says through [`absorb`](Self::absorb).
-    pub(crate) fn mirror(row: JobRow, events: Vec<JobEvent>, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+    pub(crate) fn mirror(
+        row: JobRow,
+        events: Vec<JobEvent>,
+        ctx: RecordContext,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
         let record = Self::from_row(row, events, true, ctx, cancel);
         record.mirror.store(true, Ordering::Relaxed);
         record
@@ -289,7 +299,13 @@ impl JobRecord {
 
     /// A record of `row` and its newest `events`; `stored` says whether they are in the store
     /// already (then they are shown at once).
-    fn from_row(row: JobRow, events: Vec<JobEvent>, stored: bool, ctx: RecordContext, cancel: CancellationToken) -> Arc<Self> {
+    fn from_row(
+        row: JobRow,
+        events: Vec<JobEvent>,
+        stored: bool,
+        ctx: RecordContext,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
         let ctx = RecordContext {
             limits: RecordLimits { replay_capacity: ctx.limits.replay_capacity.max(1), ..ctx.limits },
             ..ctx
@@ -654,12 +670,8 @@ mod tests {
     use crate::jobs::store::memory::MemoryStore;
     use crate::model::LogLevel;
 
-    const LIMITS: RecordLimits = RecordLimits {
-        replay_capacity: 16,
-        replay_bytes: 1 << 20,
-        max_log_lines: 1000,
-        max_log_bytes: 1 << 20,
-    };
+    const LIMITS: RecordLimits =
+        RecordLimits { replay_capacity: 16, replay_bytes: 1 << 20, max_log_lines: 1000, max_log_bytes: 1 << 20 };
 
     fn record_with(limits: RecordLimits) -> (Arc<JobRecord>, Journal) {
         let journal = Journal::start(Arc::new(MemoryStore::new()));

@@ -97,12 +97,7 @@ impl KindRegistry {
     ///
     /// # Panics
     /// When called after the registry was cloned (kinds are registered at start-up).
-    pub fn register<P, R, F, Fut>(
-        &mut self,
-        name: &'static str,
-        description: &'static str,
-        run: F,
-    ) -> &mut Self
+    pub fn register<P, R, F, Fut>(&mut self, name: &'static str, description: &'static str, run: F) -> &mut Self
     where
         P: JobParams,
         R: Serialize + 'static,
@@ -150,25 +145,22 @@ impl KindRegistry {
                 let fut = run(params, reporter);
                 Box::pin(async move {
                     let value = fut.await?;
-                    serde_json::to_value(value).map_err(|e| {
-                        JobError::msg(format!("the job's result could not be encoded as JSON: {e}"))
-                    })
+                    serde_json::to_value(value)
+                        .map_err(|e| JobError::msg(format!("the job's result could not be encoded as JSON: {e}")))
                 })
             }))
         };
         #[allow(clippy::expect_used)] // start-up only, documented above
-        Arc::get_mut(&mut self.kinds)
-            .expect("kinds are registered before the registry is shared")
-            .insert(
-                name,
-                Kind {
-                    description,
-                    resumable,
-                    params_schema: params_schema::<P>(),
-                    defaults: serde_json::to_value(P::default()).unwrap_or(Value::Null),
-                    prepare: Box::new(prepare),
-                },
-            );
+        Arc::get_mut(&mut self.kinds).expect("kinds are registered before the registry is shared").insert(
+            name,
+            Kind {
+                description,
+                resumable,
+                params_schema: params_schema::<P>(),
+                defaults: serde_json::to_value(P::default()).unwrap_or(Value::Null),
+                prepare: Box::new(prepare),
+            },
+        );
         self
     }
 
@@ -176,10 +168,7 @@ impl KindRegistry {
     pub fn infos(&self) -> Vec<KindInfo> {
         self.kinds
             .iter()
-            .map(|(name, kind)| KindInfo {
-                name: (*name).to_string(),
-                description: kind.description.to_string(),
-            })
+            .map(|(name, kind)| KindInfo { name: (*name).to_string(), description: kind.description.to_string() })
             .collect()
     }
 

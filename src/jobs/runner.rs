@@ -45,7 +45,11 @@ impl Inner {
         let prepared = match self.kinds.prepare(&record.kind, record.params.clone()) {
             Some(Ok(prepared)) => prepared,
             Some(Err(reason)) => {
-                self.finish(&record, Outcome::Failed(format!("its params are no longer accepted: {reason}")), Duration::ZERO);
+                self.finish(
+                    &record,
+                    Outcome::Failed(format!("its params are no longer accepted: {reason}")),
+                    Duration::ZERO,
+                );
                 self.run_over(&record);
                 return;
             }
@@ -118,11 +122,7 @@ impl Inner {
         }
     }
 
-    async fn run_to_end(
-        &self,
-        record: &Arc<JobRecord>,
-        job: super::registry::JobFuture,
-    ) -> Outcome {
+    async fn run_to_end(&self, record: &Arc<JobRecord>, job: super::registry::JobFuture) -> Outcome {
         let id = record.id;
         let cancel = record.cancel_token();
         let grace = self.config.cancel_grace;

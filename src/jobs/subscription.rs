@@ -71,14 +71,7 @@ impl Subscription {
     pub(crate) fn new(record: Arc<JobRecord>, after: u64, counters: Arc<Counters>) -> Self {
         let wake = record.watch();
         counters.subscriptions_opened.fetch_add(1, Ordering::Relaxed);
-        Self {
-            record,
-            cursor: after,
-            wake,
-            buffered: VecDeque::new(),
-            finished: false,
-            counters,
-        }
+        Self { record, cursor: after, wake, buffered: VecDeque::new(), finished: false, counters }
     }
 
     /// The job's current state (whatever this subscriber has or has not read yet); `None`

@@ -58,12 +58,7 @@ impl Tables {
 
     /// Forgets the ended job that ended first, to make room. Whether there was one.
     fn evict_oldest_ended(&mut self) -> Option<JobId> {
-        let oldest = self
-            .jobs
-            .values()
-            .filter_map(|r| r.ended_ms().map(|t| (t, r.id)))
-            .min()
-            .map(|(_, id)| id)?;
+        let oldest = self.jobs.values().filter_map(|r| r.ended_ms().map(|t| (t, r.id))).min().map(|(_, id)| id)?;
         self.remove(oldest);
         Some(oldest)
     }
@@ -166,12 +161,8 @@ impl JobTable {
     /// Forgets every ended job that ended at or before `ended_by` (ms). Returns their ids.
     pub(crate) fn sweep(&self, ended_by: u64) -> Vec<JobId> {
         let mut tables = self.lock();
-        let expired: Vec<JobId> = tables
-            .jobs
-            .values()
-            .filter(|r| r.ended_ms().is_some_and(|t| t <= ended_by))
-            .map(|r| r.id)
-            .collect();
+        let expired: Vec<JobId> =
+            tables.jobs.values().filter(|r| r.ended_ms().is_some_and(|t| t <= ended_by)).map(|r| r.id).collect();
         for id in &expired {
             tables.remove(*id);
         }

@@ -201,7 +201,10 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
     let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(engine.cancel(id).await, Some(CancelOutcome::Requested));
-    let rest = collect(engine.subscribe(id, Some(engine.snapshot(id).await.expect("kept").seq - 1)).await.expect("job exists")).await;
+    let rest = collect(
+        engine.subscribe(id, Some(engine.snapshot(id).await.expect("kept").seq - 1)).await.expect("job exists"),
+    )
+    .await;
     let last = rest.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Cancelled);
     assert_eq!(last.step_index, 2, "the job stopped where it was");
@@ -210,11 +213,14 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
 }
 
 async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
-    let engine = engine_with(&b, EngineConfig {
-        retention: Duration::from_secs(60),
-        sweep_interval: Duration::from_secs(5),
-        ..Default::default()
-    });
+    let engine = engine_with(
+        &b,
+        EngineConfig {
+            retention: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(engine.snapshot(id).await.is_some(), "kept during its retention");
@@ -237,15 +243,9 @@ async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: 
 async fn bad_kinds_and_params_are_refused_with_what_is_allowed(b: Backend) {
     let engine = engine(&b);
     let err = engine.start("nope", json!({})).await.expect_err("unknown kind");
-    assert_eq!(
-        err.to_string(),
-        "unknown job kind \"nope\"; the known kinds are: checksum, discover, failing, ticker"
-    );
+    assert_eq!(err.to_string(), "unknown job kind \"nope\"; the known kinds are: checksum, discover, failing, ticker");
     let err = engine.start("ticker", json!({"steps": 0})).await.expect_err("out of range");
-    assert_eq!(
-        err.to_string(),
-        "invalid params for job kind \"ticker\": steps must be between 1 and 100000, got 0"
-    );
+    assert_eq!(err.to_string(), "invalid params for job kind \"ticker\": steps must be between 1 and 100000, got 0");
     let err = engine.start("ticker", json!({"stepz": 3})).await.expect_err("unknown field");
     assert!(err.to_string().contains("unknown field `stepz`"), "{err}");
     let err = engine.start("ticker", json!({"steps": "ten"})).await.expect_err("wrong type");
@@ -336,7 +336,6 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs(b
     assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
 }
 
-
 /// Events a subscription delivers from the start, as (seq, status, message) for comparing.
 fn trail(deliveries: &[Delivery]) -> Vec<(u64, Option<JobStatus>)> {
     deliveries.iter().map(|d| (d.seq(), d.state().map(|s| s.status))).collect()
@@ -366,7 +365,8 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     let states = events(&all);
     let last = states.last().expect("events");
     assert_eq!((last.status, last.data.clone()), (JobStatus::Completed, Some(json!({"ticks": 6}))));
-    let resumed_at = states.iter().position(|s| s.message == "Resumed after a server restart").expect("says it resumed");
+    let resumed_at =
+        states.iter().position(|s| s.message == "Resumed after a server restart").expect("says it resumed");
     assert_eq!(states[resumed_at].seq, paused.seq + 1, "goes on at the next number");
     let ticks: Vec<u32> = states.iter().filter(|s| s.message.starts_with("Tick ")).map(|s| s.step_index).collect();
     assert!(ticks.windows(2).all(|w| w[0] < w[1]), "every tick once, in order: {ticks:?}");
@@ -435,7 +435,8 @@ async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
     feed.borrow_and_update();
     engine.start_for(Some("owner-b"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
     assert!(!feed.has_changed().expect("open"), "another owner's job does not wake a's feeds");
-    let mine = engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
+    let mine =
+        engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
     assert!(feed.has_changed().expect("open"));
     let listed: Vec<JobId> = engine.jobs_of("owner-a").await.iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![mine]);
@@ -443,7 +444,8 @@ async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
 
 async fn the_store_keeps_exactly_what_subscribers_were_shown(b: Backend) {
     let engine = engine(&b);
-    let (id, shown) = run_to_end(&engine, "checksum", json!({"size_mib": 1, "chunk_kib": 256, "chunk_delay_ms": 0})).await;
+    let (id, shown) =
+        run_to_end(&engine, "checksum", json!({"size_mib": 1, "chunk_kib": 256, "chunk_delay_ms": 0})).await;
     engine.flush().await;
     let kept = b.store.load().expect("loads");
     let (row, stored) = kept.iter().find(|(r, _)| r.id == id).expect("the job is kept");
@@ -461,11 +463,14 @@ async fn the_store_keeps_exactly_what_subscribers_were_shown(b: Backend) {
 }
 
 async fn swept_jobs_leave_the_store_too(b: Backend) {
-    let engine = engine_with(&b, EngineConfig {
-        retention: Duration::from_secs(60),
-        sweep_interval: Duration::from_secs(5),
-        ..Default::default()
-    });
+    let engine = engine_with(
+        &b,
+        EngineConfig {
+            retention: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
+            ..Default::default()
+        },
+    );
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     tokio::time::sleep(Duration::from_secs(70)).await;
     engine.flush().await;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use leptos::prelude::*;
-use leptos_router::{lazy_route, LazyRoute};
 use leptos_meta::Title;
+use leptos_router::{lazy_route, LazyRoute};
 
 use crate::components::{CancelButton, ProgressBar, StartJobForm, StatusBadge};
 use crate::hooks::{use_event_hub, HubEvent, StepInfo};
@@ -103,7 +103,11 @@ fn JobRow(id: JobId, jobs: RwSignal<BTreeMap<JobId, Snapshot>>, now: RwSignal<u6
     let progress = Signal::derive(move || state.get().map_or(0.0, |s| s.progress));
     let measuring = Signal::derive(move || state.get().is_some_and(|s| s.measuring()));
     let step = Signal::derive(move || {
-        state.get().filter(|s| s.step_index > 0).map(|s| StepInfo { name: s.step, index: s.step_index, count: s.step_count })
+        state.get().filter(|s| s.step_index > 0).map(|s| StepInfo {
+            name: s.step,
+            index: s.step_index,
+            count: s.step_count,
+        })
     });
     let active = Signal::derive(move || !status.get().is_some_and(|s| s.is_terminal()));
     let kind = move || state.get().map(|s| s.kind).unwrap_or_default();

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::home::StartFrame;
 use super::set_not_found_status;
-use crate::components::{CancelButton, ConnectionNotice, LogConsole, JobOutcome, ProgressBar, StatusBadge, StepLabel};
+use crate::components::{CancelButton, ConnectionNotice, JobOutcome, LogConsole, ProgressBar, StatusBadge, StepLabel};
 use crate::hooks::{use_event_hub, use_sse_progress_with_options, UseSseProgressOptions, UseSseProgressReturn};
 use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 use crate::server_fns::job_snapshot;
@@ -105,8 +105,8 @@ fn JobArticle(id: JobId, kind: String, job: UseSseProgressReturn, busy: Signal<b
 /// (click to progress painted, median 94 against 38 ms).
 #[cfg(not(feature = "ssr"))]
 pub fn warm_up() {
-    use leptos::wasm_bindgen::JsCast;
     use crate::model::LogLevel;
+    use leptos::wasm_bindgen::JsCast;
 
     let Ok(id) = "00000000-0000-0000-0000-000000000000".parse::<JobId>() else { return };
     let state = Snapshot {

@@ -8,8 +8,8 @@ mod showcase;
 
 pub use dashboard::{DashboardPage, DashboardRoute};
 pub use home::{HomePage, StartLayout};
-pub use job::JobPage;
 #[cfg(not(feature = "ssr"))]
 pub use job::warm_up as warm_up_job_view;
+pub use job::JobPage;
 pub use not_found::{set_not_found_status, NotFoundPage};
 pub use showcase::{ShowcasePage, ShowcaseRoute};

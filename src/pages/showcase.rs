@@ -2,9 +2,9 @@
 //! who demo progress UIs and want to copy one. `?job=ID` names the job, so the page reloads.
 
 use leptos::prelude::*;
-use leptos_router::{lazy_route, LazyRoute};
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
+use leptos_router::{lazy_route, LazyRoute};
 
 use crate::components::{
     EtaRate, LogConsole, PhaseProgress, ProgressBar, RadialProgress, StartJobForm, StepLabel, Stepper,
@@ -18,7 +18,11 @@ pub fn ShowcasePage() -> impl IntoView {
     let query = use_query_map();
     let job = move || query.read().get("job").unwrap_or_default();
     let data = Resource::new_blocking(job, |id| async move {
-        if id.is_empty() { Ok(None) } else { job_snapshot(id).await }
+        if id.is_empty() {
+            Ok(None)
+        } else {
+            job_snapshot(id).await
+        }
     });
     view! {
         <Title text="Showcase"/>

@@ -177,10 +177,7 @@ pub async fn start_job(
         return Ok(response);
     }
     let snapshot = engine.snapshot(id).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
-    let accepted = Accepted {
-        job: resource(&snapshot),
-        owner_token: owner.is_new.then(|| owner.token.to_string()),
-    };
+    let accepted = Accepted { job: resource(&snapshot), owner_token: owner.is_new.then(|| owner.token.to_string()) };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())
 }
 
@@ -191,7 +188,11 @@ pub async fn start_job(
             headers(("Retry-After" = u64, description = "Seconds until it is worth asking again; only while the job has not ended"))),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn get_job(
+    State(engine): State<JobEngine>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     let (job, snapshot) = current(&engine, &owner, &id).await?;
     let mut headers = HeaderMap::new();
     if let Some(wait) = engine.poll_after(job).await {
@@ -215,20 +216,17 @@ pub async fn get_result(
 ) -> Result<Json<JobResult>, AppError> {
     let (job, snapshot) = current(&engine, &owner, &id).await?;
     match snapshot.status {
-        JobStatus::Completed => Ok(Json(JobResult {
-            id: job,
-            kind: snapshot.kind,
-            result: snapshot.data.unwrap_or(Value::Null),
-        })),
+        JobStatus::Completed => {
+            Ok(Json(JobResult { id: job, kind: snapshot.kind, result: snapshot.data.unwrap_or(Value::Null) }))
+        }
         JobStatus::Pending | JobStatus::Running => Err(AppError::ResultNotReady {
             status: snapshot.status,
             progress: snapshot.progress,
             retry_after: engine.poll_after(job).await.unwrap_or(std::time::Duration::from_secs(1)),
         }),
-        JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => Err(AppError::NoResult {
-            status: snapshot.status,
-            error: snapshot.error,
-        }),
+        JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => {
+            Err(AppError::NoResult { status: snapshot.status, error: snapshot.error })
+        }
     }
 }
 
@@ -272,12 +270,7 @@ pub async fn get_logs(
     authorize(&engine, &owner, job).await?;
     let (lines, dropped) = engine.log_lines(job, query.after).await.ok_or(AppError::JobNotFound(id))?;
     let next_after = lines.last().map_or(query.after, |l| l.seq);
-    Ok(Json(JobLogs {
-        id: job,
-        lines: lines.iter().map(|l| LogLine::clone(l)).collect(),
-        dropped,
-        next_after,
-    }))
+    Ok(Json(JobLogs { id: job, lines: lines.iter().map(|l| LogLine::clone(l)).collect(), dropped, next_after }))
 }
 
 /// Asks the job to stop. `202` while it stops; `200` when it had already ended (nothing changes).
@@ -287,7 +280,11 @@ pub async fn get_logs(
         (status = 200, description = "The job had already ended; nothing changed", body = CancelResponse),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn cancel_job(State(engine): State<JobEngine>, owner: Owner, Path(id): Path<String>) -> Result<Response, AppError> {
+pub async fn cancel_job(
+    State(engine): State<JobEngine>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job).await?;
     let outcome = engine.cancel(job).await.ok_or_else(|| AppError::JobNotFound(id.clone()))?;

@@ -32,10 +32,7 @@ pub async fn cache_control(request: Request, next: Next) -> Response {
         return response;
     }
     let value = if immutable { IMMUTABLE } else { REVALIDATE };
-    response
-        .headers_mut()
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static(value));
+    response.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static(value));
     response
 }
 

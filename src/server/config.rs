@@ -71,14 +71,14 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
 /// An instance's name as given, if it is 1-100 characters from `A-Z a-z 0-9 . _ -` (it is
 /// written into Redis and `/metrics` labels).
 fn instance_name(value: String) -> Result<String, ConfigError> {
-    let fits = (1..=100).contains(&value.len()) && value.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+    let fits = (1..=100).contains(&value.len())
+        && value.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
     if fits {
         return Ok(value);
     }
     let expected = "1 to 100 characters from A-Z a-z 0-9 . _ -".to_string();
     Err(ConfigError { name: "SSE_PROGRESS_INSTANCE", value, expected })
 }
-
 
 /// Whether pages name the wasm, JS and CSS after their content (`sse-progress.<hash>.wasm`).
 /// `LEPTOS_HASH_FILES` says so when set (cargo-leptos sets it); otherwise yes when the build left

@@ -83,7 +83,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
             if let Some(head_len) = stream_request(&tcp).await {
                 serve_stream(tcp, head_len, app).await;
             } else {
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(app));
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(app));
                 if let Err(e) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(error = %e, "a connection ended with an error");
                 }
@@ -162,10 +163,7 @@ async fn serve_stream(mut tcp: TcpStream, head_len: usize, app: Router) {
     drop(head);
     let Ok(response) = app.oneshot(request).await;
     let is_stream = response.status() == StatusCode::OK
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        && response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     if is_stream {
         write_stream(tcp, response).await;
     } else {
@@ -183,7 +181,8 @@ fn parse_request(head: &[u8]) -> Option<Request<Body>> {
         .uri(parsed.path?.parse::<Uri>().ok()?)
         .version(if parsed.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 });
     for h in parsed.headers.iter() {
-        request = request.header(HeaderName::from_bytes(h.name.as_bytes()).ok()?, HeaderValue::from_bytes(h.value).ok()?);
+        request =
+            request.header(HeaderName::from_bytes(h.name.as_bytes()).ok()?, HeaderValue::from_bytes(h.value).ok()?);
     }
     request.body(Body::empty()).ok()
 }
@@ -193,7 +192,9 @@ fn parse_request(head: &[u8]) -> Option<Request<Body>> {
 fn head_of<B>(response: &Response<B>, content_length: Option<usize>) -> Vec<u8> {
     let status = response.status();
     let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or("")).as_bytes());
+    head.extend_from_slice(
+        format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or("")).as_bytes(),
+    );
     for (name, value) in response.headers() {
         if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION].contains(name) {
             continue;
@@ -274,7 +275,8 @@ mod tests {
 
     #[test]
     fn a_head_parses_into_the_request_the_router_sees() {
-        let request = parse_request(b"GET /api/events?after=a:1 HTTP/1.1\r\nHost: x\r\nCookie: a=b\r\n\r\n").expect("parses");
+        let request =
+            parse_request(b"GET /api/events?after=a:1 HTTP/1.1\r\nHost: x\r\nCookie: a=b\r\n\r\n").expect("parses");
         assert_eq!(request.uri(), "/api/events?after=a:1");
         assert_eq!(request.headers()["cookie"], "a=b");
         assert_eq!(request.version(), Version::HTTP_11);
@@ -283,7 +285,11 @@ mod tests {
 
     #[test]
     fn an_answer_is_close_delimited_or_sized() {
-        let response = Response::builder().status(404).header("content-type", "application/problem+json").body(()).expect("response");
+        let response = Response::builder()
+            .status(404)
+            .header("content-type", "application/problem+json")
+            .body(())
+            .expect("response");
         let head = String::from_utf8(head_of(&response, Some(12))).expect("text");
         assert_eq!(head, "HTTP/1.1 404 Not Found\r\ncontent-type: application/problem+json\r\ncontent-length: 12\r\nconnection: close\r\n\r\n");
     }

@@ -123,21 +123,16 @@ impl AppError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::BadToken => StatusCode::UNAUTHORIZED,
-            Self::BadResumePoint { .. } | Self::MalformedJson(_) | Self::InvalidQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::InvalidBody(_)
-            | Self::Start(StartError::UnknownKind { .. } | StartError::InvalidParams { .. }) => {
+            Self::BadResumePoint { .. } | Self::MalformedJson(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidBody(_) | Self::Start(StartError::UnknownKind { .. } | StartError::InvalidParams { .. }) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. }) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            Self::Start(StartError::AtCapacity { .. } | StartError::ShuttingDown | StartError::StoreUnavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Start(
+                StartError::AtCapacity { .. } | StartError::ShuttingDown | StartError::StoreUnavailable { .. },
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ResultNotReady { .. } | Self::NoResult { .. } => StatusCode::CONFLICT,
         }
     }
@@ -207,10 +202,7 @@ impl IntoResponse for AppError {
         let problem = self.problem();
         let mut response = (self.status(), axum::Json(&problem)).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = problem.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

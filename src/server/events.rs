@@ -46,25 +46,21 @@ pub struct EventsQuery {
 /// Reads the resume point: the `Last-Event-ID` header, else the `last_event_id` parameter.
 /// Empty values count as absent; anything else must be a whole number.
 pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u64>, AppError> {
-    let header = headers.get("last-event-id").map(|v| {
-        v.to_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    });
-    let candidates = [
-        ("the Last-Event-ID header", header),
-        ("the last_event_id query parameter", query.last_event_id.clone()),
-    ];
+    let header = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::to_owned).unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    let candidates =
+        [("the Last-Event-ID header", header), ("the last_event_id query parameter", query.last_event_id.clone())];
     for (source_name, value) in candidates {
         let Some(value) = value else { continue };
         let trimmed = value.trim();
         if trimmed.is_empty() {
             continue;
         }
-        return trimmed.parse::<u64>().map(Some).map_err(|_| AppError::BadResumePoint {
-            source_name,
-            value: value.chars().take(64).collect(),
-        });
+        return trimmed
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| AppError::BadResumePoint { source_name, value: value.chars().take(64).collect() });
     }
     Ok(None)
 }
@@ -114,16 +110,9 @@ pub fn sse_response(engine: &JobEngine, subscription: Subscription) -> Response 
 /// reconnect elsewhere or later).
 pub fn sse_of(engine: &JobEngine, events: impl Stream<Item = Event> + Send + 'static) -> Response {
     let hint = futures::stream::once(async { Event::default().retry(RETRY_HINT) });
-    let stream = hint
-        .chain(events)
-        .map(Ok::<_, Infallible>)
-        .take_until(engine.shutdown_token().cancelled_owned());
+    let stream = hint.chain(events).map(Ok::<_, Infallible>).take_until(engine.shutdown_token().cancelled_owned());
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
-    (
-        [(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))],
-        sse,
-    )
-        .into_response()
+    ([(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))], sse).into_response()
 }
 
 /// The SSE events for one subscription: every delivery, then `end`.
@@ -149,10 +138,7 @@ fn delivery_event(delivery: &Delivery) -> Event {
         Delivery::Reset(..) => "reset",
         Delivery::Log(..) => "log",
     };
-    Event::default()
-        .id(delivery.seq().to_string())
-        .event(name)
-        .data(&**delivery.json())
+    Event::default().id(delivery.seq().to_string()).event(name).data(&**delivery.json())
 }
 
 #[cfg(test)]

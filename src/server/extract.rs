@@ -23,13 +23,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(match rejection {
-                JsonRejection::JsonDataError(e) => AppError::InvalidBody(e.body_text().replace(
-                    "Failed to deserialize the JSON body into the target type: ",
-                    "",
-                )),
-                JsonRejection::JsonSyntaxError(e) => AppError::MalformedJson(
-                    e.body_text().replace("Failed to parse the request body as JSON: ", ""),
+                JsonRejection::JsonDataError(e) => AppError::InvalidBody(
+                    e.body_text().replace("Failed to deserialize the JSON body into the target type: ", ""),
                 ),
+                JsonRejection::JsonSyntaxError(e) => {
+                    AppError::MalformedJson(e.body_text().replace("Failed to parse the request body as JSON: ", ""))
+                }
                 JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType,
                 other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                     AppError::PayloadTooLarge { limit: BODY_LIMIT }
@@ -47,24 +46,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| Self(q.0)).map_err(
+            |e: QueryRejection| {
                 AppError::InvalidQuery(e.body_text().replace("Failed to deserialize query string: ", ""))
-            })
+            },
+        )
     }
 }
 
 /// A fallback for a route's other methods: `405` with a problem document naming the methods
 /// the route takes (`allowed`, e.g. `"GET, HEAD"`), also in the `Allow` header.
-pub fn only(
-    allowed: &'static str,
-) -> impl Fn(Method) -> std::future::Ready<AppError> + Clone + Send + Sync + 'static {
+pub fn only(allowed: &'static str) -> impl Fn(Method) -> std::future::Ready<AppError> + Clone + Send + Sync + 'static {
     move |method: Method| {
-        std::future::ready(AppError::MethodNotAllowed {
-            method: method.to_string(),
-            allowed: allowed.to_string(),
-        })
+        std::future::ready(AppError::MethodNotAllowed { method: method.to_string(), allowed: allowed.to_string() })
     }
 }

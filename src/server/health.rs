@@ -36,7 +36,9 @@ pub async fn readyz(State(engine): State<JobEngine>) -> Response {
     };
     let (status, body) = match verdict {
         Ok(()) => (StatusCode::OK, json!({"status": "ready", "store": store})),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "store": store, "reason": reason})),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "store": store, "reason": reason}))
+        }
     };
     (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -27,7 +27,8 @@ use crate::jobs::JobEngine;
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(engine): State<JobEngine>) -> Response {
     let text = render(&engine.stats().await);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], text).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], text)
+        .into_response()
 }
 
 /// One metric's HELP and TYPE lines.
@@ -38,7 +39,11 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
 /// The text of `stats` (writing to a `String` cannot fail).
 pub fn render(stats: &EngineStats) -> String {
     let mut out = String::new();
-    let labels = stats.shared.as_ref().map(|s| format!("instance=\"{}\"", s.instance.replace(['"', '\\', '\n'], "_"))).unwrap_or_default();
+    let labels = stats
+        .shared
+        .as_ref()
+        .map(|s| format!("instance=\"{}\"", s.instance.replace(['"', '\\', '\n'], "_")))
+        .unwrap_or_default();
     let with = |extra: &str| match (labels.is_empty(), extra.is_empty()) {
         (true, true) => String::new(),
         (true, false) => format!("{{{extra}}}"),
@@ -50,8 +55,18 @@ pub fn render(stats: &EngineStats) -> String {
         let _ = writeln!(out, "sse_progress_jobs{} {count}", with(&format!("status=\"{}\"", status.as_str())));
     }
     let counters = [
-        ("sse_progress_events_appended_total", "counter", "Events this instance wrote to the store.", stats.events_appended),
-        ("sse_progress_events_delivered_total", "counter", "Events this instance handed to its streams.", stats.events_delivered),
+        (
+            "sse_progress_events_appended_total",
+            "counter",
+            "Events this instance wrote to the store.",
+            stats.events_appended,
+        ),
+        (
+            "sse_progress_events_delivered_total",
+            "counter",
+            "Events this instance handed to its streams.",
+            stats.events_delivered,
+        ),
         ("sse_progress_subscriptions_open", "gauge", "Streams following a job now.", stats.subscriptions_open),
         (
             "sse_progress_queue_length",
@@ -77,9 +92,24 @@ pub fn render(stats: &EngineStats) -> String {
             ("sse_progress_store_jobs", "gauge", "Jobs kept in the shared store.", shared.jobs),
             ("sse_progress_store_running", "gauge", "Jobs running under a lease, all instances.", shared.running),
             ("sse_progress_jobs_held", "gauge", "Jobs this instance runs.", shared.held),
-            ("sse_progress_lease_expiries_total", "counter", "Jobs this instance took over after their lease expired.", shared.lease_expiries),
-            ("sse_progress_leases_lost_total", "counter", "Jobs another instance took over from this one.", shared.leases_lost),
-            ("sse_progress_store_errors_total", "counter", "Store calls that failed and were retried.", shared.store_errors),
+            (
+                "sse_progress_lease_expiries_total",
+                "counter",
+                "Jobs this instance took over after their lease expired.",
+                shared.lease_expiries,
+            ),
+            (
+                "sse_progress_leases_lost_total",
+                "counter",
+                "Jobs another instance took over from this one.",
+                shared.leases_lost,
+            ),
+            (
+                "sse_progress_store_errors_total",
+                "counter",
+                "Store calls that failed and were retried.",
+                shared.store_errors,
+            ),
         ];
         for (name, kind, help, value) in shared_metrics {
             head(&mut out, name, kind, help);
@@ -105,7 +135,10 @@ mod tests {
             ..EngineStats::default()
         };
         let text = render(&stats);
-        assert!(text.contains("# TYPE sse_progress_jobs gauge\nsse_progress_jobs{instance=\"a-1\",status=\"running\"} 2\n"), "{text}");
+        assert!(
+            text.contains("# TYPE sse_progress_jobs gauge\nsse_progress_jobs{instance=\"a-1\",status=\"running\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("sse_progress_events_appended_total{instance=\"a-1\"} 10\n"));
         assert!(text.contains("sse_progress_queue_length{instance=\"a-1\"} 5\n"), "the shared queue");
         assert!(text.contains("sse_progress_store_write_seconds_bucket{instance=\"a-1\",le=\"0.005\"} 4\n"));

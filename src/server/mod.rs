@@ -45,10 +45,7 @@ fn api_router() -> Router<AppState> {
     Router::new()
         .route("/api/job-kinds", get(api::list_kinds).fallback(only("GET, HEAD")))
         .route("/api/jobs", post(api::start_job).fallback(only("POST")))
-        .route(
-            "/api/jobs/{id}",
-            get(api::get_job).delete(api::cancel_job).fallback(only("GET, HEAD, DELETE")),
-        )
+        .route("/api/jobs/{id}", get(api::get_job).delete(api::cancel_job).fallback(only("GET, HEAD, DELETE")))
         .route("/api/jobs/{id}/result", get(api::get_result).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/logs", get(api::get_logs).fallback(only("GET, HEAD")))
         .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))

@@ -117,17 +117,13 @@ fn over_https(headers: &axum::http::HeaderMap) -> bool {
         .next()
         .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"));
     // RFC 7239: the first element is the hop nearest the browser.
-    let forwarded = said("forwarded")
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .next()
-        .is_some_and(|hop| {
-            hop.split(';').any(|pair| {
-                pair.split_once('=').is_some_and(|(k, v)| {
-                    k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
-                })
+    let forwarded = said("forwarded").into_iter().flat_map(|v| v.split(',')).next().is_some_and(|hop| {
+        hop.split(';').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
             })
-        });
+        })
+    });
     forwarded_proto || forwarded
 }
 

@@ -40,9 +40,8 @@ pub struct OwnerEventsQuery {
 pub fn parse_cursors(text: Option<&str>) -> Result<HashMap<JobId, u64>, AppError> {
     let mut cursors = HashMap::new();
     for part in text.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed = part
-            .split_once(':')
-            .and_then(|(job, seq)| Some((job.parse::<JobId>().ok()?, seq.parse::<u64>().ok()?)));
+        let parsed =
+            part.split_once(':').and_then(|(job, seq)| Some((job.parse::<JobId>().ok()?, seq.parse::<u64>().ok()?)));
         let Some((job, seq)) = parsed else {
             return Err(AppError::InvalidQuery(format!(
                 "after: {:?} is not JOB:SEQ (a job id, a colon, a sequence number)",

@@ -25,12 +25,8 @@ pub fn content_security_policy(nonce: &str) -> String {
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers
-        .entry(header::X_CONTENT_TYPE_OPTIONS)
-        .or_insert(HeaderValue::from_static("nosniff"));
-    headers
-        .entry(header::REFERRER_POLICY)
-        .or_insert(HeaderValue::from_static("same-origin"));
+    headers.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+    headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
     response
 }
 
@@ -74,10 +70,7 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v)))
-            .collect()
+        pairs.iter().map(|(k, v)| (header::HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
     }
 
     #[test]
@@ -91,7 +84,10 @@ mod tests {
         assert!(cross_site_reason(&headers(&[("sec-fetch-site", "cross-site")])).is_some());
         assert!(cross_site_reason(&headers(&[("sec-fetch-site", "same-site")])).is_some());
         let reason = cross_site_reason(&headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:3000")]));
-        assert_eq!(reason.as_deref(), Some("its Origin (https://evil.example) is not this site (http://127.0.0.1:3000)"));
+        assert_eq!(
+            reason.as_deref(),
+            Some("its Origin (https://evil.example) is not this site (http://127.0.0.1:3000)")
+        );
         assert!(cross_site_reason(&headers(&[("origin", "null"), ("host", "a")])).is_some());
     }
 }

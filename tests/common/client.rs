@@ -113,4 +113,3 @@ pub fn assert_contiguous(events: &[Event], from: u64) {
     let expected: Vec<u64> = (from..from + seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "no gap, no duplicate, in order");
 }
-

@@ -44,10 +44,7 @@ impl TestApp {
     pub async fn spawn_at(bind: &str, config: EngineConfig, kinds: KindRegistry) -> Self {
         let engine = JobEngine::new(config, kinds);
         let leptos_options = LeptosOptions::builder().output_name("sse-progress").build();
-        let state = AppState {
-            leptos_options,
-            engine: engine.clone(),
-        };
+        let state = AppState { leptos_options, engine: engine.clone() };
         let listener = TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -60,13 +57,7 @@ impl TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Self {
-            addr,
-            engine,
-            client,
-            shutdown: Some(tx),
-            handle,
-        }
+        Self { addr, engine, client, shutdown: Some(tx), handle }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -102,9 +93,7 @@ pub async fn read_events(response: reqwest::Response, limit: usize) -> (Vec<Even
     let mut events = Vec::new();
     let mut retry = None;
     while events.len() < limit {
-        let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("an event within 20 s");
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("an event within 20 s");
         match next {
             None => break,
             Some(Err(e)) => panic!("not a valid event stream: {e}"),
@@ -122,11 +111,7 @@ pub async fn read_events(response: reqwest::Response, limit: usize) -> (Vec<Even
 }
 
 pub fn ids(events: &[Event]) -> Vec<u64> {
-    events
-        .iter()
-        .filter(|e| e.event != "end")
-        .map(|e| e.id.parse().expect("numeric id"))
-        .collect()
+    events.iter().filter(|e| e.event != "end").map(|e| e.id.parse().expect("numeric id")).collect()
 }
 
 pub fn names(events: &[Event]) -> Vec<&str> {

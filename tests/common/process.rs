@@ -103,7 +103,8 @@ impl ServerProcess {
     /// Sends `signal` (e.g. `TERM`, `STOP`, `CONT`) to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
+        let status =
+            std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill runs");
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 

@@ -42,12 +42,7 @@ pub struct ChecksumParams {
 
 impl Default for ChecksumParams {
     fn default() -> Self {
-        Self {
-            size_mib: 48,
-            chunk_kib: 1024,
-            chunk_delay_ms: 40,
-            seed: 42,
-        }
+        Self { size_mib: 48, chunk_kib: 1024, chunk_delay_ms: 40, seed: 42 }
     }
 }
 
@@ -225,7 +220,9 @@ pub async fn run(p: ChecksumParams, r: ProgressReporter) -> Result<ChecksumResul
     };
 
     r.step(3, STEPS, "Verifying");
-    let at = resumed.filter(|c| c.pass == 2 && c.first == Some(digest)).unwrap_or_else(|| Checkpoint::start(2, &p, Some(digest)));
+    let at = resumed
+        .filter(|c| c.pass == 2 && c.first == Some(digest))
+        .unwrap_or_else(|| Checkpoint::start(2, &p, Some(digest)));
     let again = hash_pass(&p, &r, (55.0, 95.0), "Verified", at).await?;
     if again != digest {
         tracing::error!(first = %hex(&digest), second = %hex(&again), "digests differ");
@@ -274,7 +271,8 @@ mod tests {
         whole.update(&data);
         let mut first = Sha256State::new();
         first.update(&data[..1024]);
-        let saved: Sha256State = serde_json::from_value(serde_json::to_value(first).expect("encodes")).expect("decodes");
+        let saved: Sha256State =
+            serde_json::from_value(serde_json::to_value(first).expect("encodes")).expect("decodes");
         let mut continued = saved;
         continued.update(&data[1024..]);
         let expected: [u8; 32] = Sha256::digest(&data).into();

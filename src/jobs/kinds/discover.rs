@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use schemars::JsonSchema;
 
 use super::{check_range, hex};
 use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
@@ -15,8 +15,7 @@ use crate::jobs::{JobError, JobParams, ProgressReporter, Report};
 /// The kind's name.
 pub const NAME: &str = "discover";
 /// What it does, for pickers and listings.
-pub const DESCRIPTION: &str =
-    "Finds its files first (how many is unknown until then), then hashes them all; about 5 s";
+pub const DESCRIPTION: &str = "Finds its files first (how many is unknown until then), then hashes them all; about 5 s";
 
 const PLAN: [&str; 3] = ["Discovering", "Processing", "Summarizing"];
 
@@ -43,13 +42,7 @@ pub struct DiscoverParams {
 
 impl Default for DiscoverParams {
     fn default() -> Self {
-        Self {
-            files: 60,
-            dir_ms: 200,
-            file_ms: 40,
-            avg_kib: 512,
-            seed: 7,
-        }
+        Self { files: 60, dir_ms: 200, file_ms: 40, avg_kib: 512, seed: 7 }
     }
 }
 
@@ -137,12 +130,11 @@ pub async fn run(p: DiscoverParams, r: ProgressReporter) -> Result<DiscoverResul
         done += digest_bytes;
         #[allow(clippy::cast_precision_loss)] // progress display only
         let percent = 100.0 * done as f64 / total as f64;
-        r.report(
-            Report::new()
-                .percent(percent.min(99.0))
-                .work(done, Some(total), "bytes")
-                .message(format!("Hashed file {} of {}", i + 1, sizes.len())),
-        );
+        r.report(Report::new().percent(percent.min(99.0)).work(done, Some(total), "bytes").message(format!(
+            "Hashed file {} of {}",
+            i + 1,
+            sizes.len()
+        )));
         r.sleep(Duration::from_millis(p.file_ms)).await?;
     }
 

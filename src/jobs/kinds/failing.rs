@@ -15,14 +15,8 @@ pub const NAME: &str = "failing";
 /// What it does, for pickers and listings.
 pub const DESCRIPTION: &str = "Imports records and fails validation at a chosen step";
 
-const STEP_NAMES: [&str; 6] = [
-    "Loading input",
-    "Parsing records",
-    "Validating",
-    "Writing output",
-    "Indexing",
-    "Publishing",
-];
+const STEP_NAMES: [&str; 6] =
+    ["Loading input", "Parsing records", "Validating", "Writing output", "Indexing", "Publishing"];
 const TICKS_PER_STEP: u32 = 5;
 
 /// Params of `failing`; every field is optional.
@@ -42,11 +36,7 @@ pub struct FailingParams {
 
 impl Default for FailingParams {
     fn default() -> Self {
-        Self {
-            steps: 4,
-            fail_at_step: 3,
-            step_ms: 800,
-        }
+        Self { steps: 4, fail_at_step: 3, step_ms: 800 }
     }
 }
 
@@ -79,10 +69,7 @@ pub async fn run(p: FailingParams, r: ProgressReporter) -> Result<(), JobError> 
                      but amounts must be zero or more"
                 )));
             }
-            r.progress(
-                100.0 * done / f64::from(p.steps),
-                format!("{name}: record {record} of {records}"),
-            );
+            r.progress(100.0 * done / f64::from(p.steps), format!("{name}: record {record} of {records}"));
             r.sleep(tick).await?;
         }
     }

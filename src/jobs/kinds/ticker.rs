@@ -31,11 +31,7 @@ pub struct TickerParams {
 
 impl Default for TickerParams {
     fn default() -> Self {
-        Self {
-            steps: 10,
-            interval_ms: 500,
-            log: false,
-        }
+        Self { steps: 10, interval_ms: 500, log: false }
     }
 }
 

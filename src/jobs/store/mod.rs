@@ -152,7 +152,9 @@ pub enum StoreError {
         reason: String,
     },
     /// A store server cannot be reached.
-    #[error("cannot reach the job store at {url}: {reason}; check that it runs and that SSE_PROGRESS_STORE points at it")]
+    #[error(
+        "cannot reach the job store at {url}: {reason}; check that it runs and that SSE_PROGRESS_STORE points at it"
+    )]
     Unreachable {
         /// Where it was looked for (without any password).
         url: String,
@@ -212,7 +214,9 @@ pub fn open(spec: Option<&str>) -> Result<Arc<dyn JobStore>, StoreError> {
     match spec {
         None => Ok(Arc::new(sqlite::SqliteStore::open(DEFAULT_SQLITE_PATH)?)),
         Some("memory") => Ok(Arc::new(memory::MemoryStore::new())),
-        Some(s) if s.starts_with("redis://") || s.starts_with("redis+unix://") => Ok(Arc::new(redis::RedisStore::open(s)?)),
+        Some(s) if s.starts_with("redis://") || s.starts_with("redis+unix://") => {
+            Ok(Arc::new(redis::RedisStore::open(s)?))
+        }
         Some(s) => match s.strip_prefix("sqlite:") {
             Some(path) => {
                 let path = path.strip_prefix("//").unwrap_or(path);

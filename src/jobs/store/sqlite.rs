@@ -100,10 +100,9 @@ fn classify(path: &Path, error: &rusqlite::Error) -> StoreError {
             path: path.to_path_buf(),
             reason: "the file is not a SQLite database, or it is damaged".into(),
         },
-        Some(ErrorCode::DatabaseCorrupt) => StoreError::NotAStore {
-            path: path.to_path_buf(),
-            reason: format!("the database is damaged: {error}"),
-        },
+        Some(ErrorCode::DatabaseCorrupt) => {
+            StoreError::NotAStore { path: path.to_path_buf(), reason: format!("the database is damaged: {error}") }
+        }
         Some(ErrorCode::DiskFull) => StoreError::DiskFull { path: path.to_path_buf() },
         Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
             unusable(path, format!("{error}; check that the file and its folder are writable"))
@@ -224,9 +223,8 @@ impl SqliteStore {
         let conn = &writer.conn;
         let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(|e| self.err(&e))?;
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(&e))?;
         let not_ours = |reason: String| StoreError::NotAStore { path: self.path.clone(), reason };
         if app_id == 0 && tables > 0 {
             return Err(not_ours("it holds another program's tables".into()));
@@ -250,7 +248,7 @@ impl SqliteStore {
         // them, and reading them back was a tenth of the server's CPU (perf, 1,000 jobs of 50
         // events: pread 10.5 -> 2.7 % of samples, CPU per event -12 %, lag p50 115 -> 89 ms).
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-16384;")
-        .map_err(|e| self.err(&e))?;
+            .map_err(|e| self.err(&e))?;
         if tables == 0 {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
@@ -275,9 +273,8 @@ fn event_json(event: &JobEvent) -> (bool, &str) {
 /// Whether a job's row should be rewritten with `state` now: on every change of status, and
 /// at most every [`ROW_REWRITE_EVERY_MS`] otherwise (the events hold the states in between).
 fn row_due(rows: &HashMap<JobId, RowStamp>, id: JobId, state: &Snapshot) -> bool {
-    rows.get(&id).is_none_or(|(status, at)| {
-        *status != state.status || state.ts.saturating_sub(*at) >= ROW_REWRITE_EVERY_MS
-    })
+    rows.get(&id)
+        .is_none_or(|(status, at)| *status != state.status || state.ts.saturating_sub(*at) >= ROW_REWRITE_EVERY_MS)
 }
 
 /// Writes `batch`; returns the row stamps it changed (`None`: forget the job's stamp), for the
@@ -420,7 +417,8 @@ impl JobStore for SqliteStore {
         let conn = &writer.conn;
         let damaged = |reason: String| StoreError::NotAStore { path: self.path.clone(), reason };
         let mut events: HashMap<String, Vec<JobEvent>> = HashMap::new();
-        let mut query = conn.prepare("SELECT job, seq, log, data FROM events ORDER BY job, seq").map_err(|e| self.err(&e))?;
+        let mut query =
+            conn.prepare("SELECT job, seq, log, data FROM events ORDER BY job, seq").map_err(|e| self.err(&e))?;
         let mut rows = query.query([]).map_err(|e| self.err(&e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(&e))? {
             let job: String = row.get(0).map_err(|e| self.err(&e))?;
@@ -486,10 +484,6 @@ impl JobStore for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.lock()
-            .conn
-            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .map(|_| ())
-            .map_err(|e| self.err(&e))
+        self.lock().conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ()).map_err(|e| self.err(&e))
     }
 }

@@ -231,7 +231,8 @@ fn read_job(id: JobId, hash: &HashMap<String, String>, entries: &Entries) -> Res
     let field = |name: &str| hash.get(name).map(String::as_str);
     let state: Snapshot = serde_json::from_str(field("state").unwrap_or_default()).map_err(|e| damaged(&what, e))?;
     let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
-    let events = entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<Vec<_>, _>>()?;
+    let events =
+        entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<Vec<_>, _>>()?;
     let row = JobRow {
         id,
         kind: field("kind").unwrap_or_default().to_string(),
@@ -263,7 +264,8 @@ impl JobStore for RedisStore {
             return Ok(Vec::new());
         }
         let encoded = batch_json(batch)?;
-        let fenced: Vec<String> = self.on(&self.writes, |conn| self.scripts.write_batch.arg(PREFIX).arg(&encoded).invoke(conn))?;
+        let fenced: Vec<String> =
+            self.on(&self.writes, |conn| self.scripts.write_batch.arg(PREFIX).arg(&encoded).invoke(conn))?;
         fenced.iter().map(|id| id.parse().map_err(|e| damaged(&format!("job id {id:?}"), e))).collect()
     }
 

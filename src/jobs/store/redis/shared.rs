@@ -193,7 +193,8 @@ impl SharedStore for RedisStore {
             };
             let state: Snapshot = serde_json::from_str(&state).map_err(|e| damaged(&what, e))?;
             let entries: Entries = redis::from_redis_value_ref(&pair[1]).map_err(|e| damaged(&what, e))?;
-            let events = entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<_, _>>()?;
+            let events =
+                entries.iter().map(|(entry, fields)| read_event(&what, entry, fields)).collect::<Result<_, _>>()?;
             out.push(Some((events, state)));
         }
         Ok(out)
@@ -207,7 +208,8 @@ impl SharedStore for RedisStore {
     }
 
     fn queue_position(&self, id: JobId) -> Result<Option<u32>, StoreError> {
-        let rank: Option<u64> = self.with(|conn| redis::cmd("ZRANK").arg(format!("{PREFIX}queue")).arg(id.to_string()).query(conn))?;
+        let rank: Option<u64> =
+            self.with(|conn| redis::cmd("ZRANK").arg(format!("{PREFIX}queue")).arg(id.to_string()).query(conn))?;
         Ok(rank.map(|r| u32::try_from(r + 1).unwrap_or(u32::MAX)))
     }
 
@@ -263,8 +265,8 @@ mod tests {
 
     use super::*;
     use crate::jobs::store::{Batch, JobWrite};
-    use crate::jobs::JobEvent;
     use crate::jobs::tests::redis;
+    use crate::jobs::JobEvent;
 
     fn bounds(max_running: usize, max_queued: usize, lease: Duration) -> Bounds {
         Bounds { max_running, max_queued, max_active_per_owner: 2, max_jobs: 100, lease }
@@ -299,7 +301,12 @@ mod tests {
         state.message = format!("written under {lease}");
         let state = Arc::new(state);
         Batch {
-            writes: vec![JobWrite { events: vec![JobEvent::state(state.clone())], state: Some(state), lease, ..JobWrite::new(row.id) }],
+            writes: vec![JobWrite {
+                events: vec![JobEvent::state(state.clone())],
+                state: Some(state),
+                lease,
+                ..JobWrite::new(row.id)
+            }],
             ..Batch::default()
         }
     }
@@ -329,7 +336,11 @@ mod tests {
         let second = taken[0].token;
         assert!(second > first, "a new holder gets a larger token");
         assert_eq!(backend.store.write(&next_event(&job, first)).expect("answers"), vec![job.id], "fenced");
-        assert_eq!(shared.job(job.id).expect("reads").expect("kept").1.len(), 1, "nothing of the stale holder was kept");
+        assert_eq!(
+            shared.job(job.id).expect("reads").expect("kept").1.len(),
+            1,
+            "nothing of the stale holder was kept"
+        );
         assert!(backend.store.write(&next_event(&job, second)).expect("answers").is_empty());
         let (kept, events) = shared.job(job.id).expect("reads").expect("kept");
         assert_eq!((kept.state.seq, events.len()), (2, 2));
@@ -371,7 +382,10 @@ mod tests {
         let a: JobId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().expect("id");
         let b = JobId::new_random();
         assert_eq!(parse_notice(&format!("e {a}:7 {b}:12")), Some(Notice::Appended(vec![(a, 7), (b, 12)])));
-        assert_eq!(parse_notice(&format!("c {a} 0123abcd")), Some(Notice::Created { id: a, owner: Some("0123abcd".into()) }));
+        assert_eq!(
+            parse_notice(&format!("c {a} 0123abcd")),
+            Some(Notice::Created { id: a, owner: Some("0123abcd".into()) })
+        );
         assert_eq!(parse_notice(&format!("c {a} -")), Some(Notice::Created { id: a, owner: None }));
         assert_eq!(parse_notice(&format!("x {a}")), Some(Notice::CancelRequested(a)));
         assert_eq!(parse_notice("q"), Some(Notice::QueueMoved));
