@@ -91,7 +91,8 @@ async fn the_exit_code_says_how_the_job_ended() {
     let id = app.start("ticker", json!({"steps": 100, "interval_ms": 100})).await;
     let url = format!("{server}/jobs/{id}");
     let watcher = tokio::spawn(async move { cli(&["watch", &url]).await });
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // Cancelled once the watcher follows it.
+    app.wait_for_streams(1).await;
     app.engine.cancel(id.parse().expect("id")).await;
     let cancelled = watcher.await.expect("watcher");
     assert_eq!(cancelled.status.code(), Some(3), "{}", String::from_utf8_lossy(&cancelled.stderr));

@@ -182,7 +182,7 @@ async fn shutdown_ends_open_streams_promptly_and_stops_running_jobs() {
     let id = app.start("ticker", json!({"steps": 1000, "interval_ms": 1000})).await;
     let response = app.events(&id, None, "").await;
     let reader = tokio::spawn(read_events(response, usize::MAX));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_for_streams(1).await;
 
     let started = std::time::Instant::now();
     app.shut_down();

@@ -147,7 +147,8 @@ async fn a_dropped_synchronous_stream_reattaches_with_no_gap_and_the_job_goes_on
     let (first, _) = read_events(response, 3).await; // then the connection is dropped
     let id = data(&first[0])["id"].as_str().expect("id").to_string();
     let seen = first.last().expect("events").id.clone();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Once the server has noticed the client left:
+    app.wait_for_streams(0).await;
     let job = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
     assert_eq!(job.status.as_str(), "running", "disconnecting did not cancel the job");
 
@@ -164,7 +165,13 @@ async fn cancelling_is_seen_by_the_job_code_and_every_view_shows_cancelled() {
     let app = TestApp::spawn().await;
     let id = app.start("checksum", json!({"size_mib": 512, "chunk_kib": 1024, "chunk_delay_ms": 50})).await;
     let stream = tokio::spawn(read_events(app.events(&id, None, "").await, usize::MAX));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Cancel once the job's code is at work.
+    let job_id = id.parse().expect("id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while app.engine.snapshot(job_id).await.expect("kept").progress <= 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the job made no progress in 20 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let response = app.client.delete(app.url(&format!("/api/jobs/{id}"))).send().await.expect("delete");
     assert_eq!(response.status(), StatusCode::ACCEPTED);

@@ -78,6 +78,20 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// Waits (at most 20 s) until exactly `n` event subscriptions are open on the engine: a
+    /// stream has been opened, or a client that left has been noticed.
+    pub async fn wait_for_streams(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let open = self.engine.stats().await.subscriptions_open;
+            if open == n {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{open} streams open after 20 s, not {n}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Signals shutdown (Ctrl-C / SIGTERM in the real binary).
     pub fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
