@@ -102,6 +102,13 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
 /// the length of its complete head if so.
 async fn stream_request(tcp: &TcpStream) -> Option<usize> {
     let deadline = tokio::time::Instant::now() + HEAD_WAIT;
+    // Every connection passes here: look at its first bytes on the stack, and make the buffer
+    // for a whole head only for one that may be a stream.
+    let mut start = [0u8; 9];
+    let seen = tokio::time::timeout_at(deadline, tcp.peek(&mut start)).await.ok()?.ok()?;
+    if seen == 0 || !might_be_a_stream(&start[..seen]) {
+        return None;
+    }
     let mut buffer = vec![0; MAX_HEAD];
     let mut pause = Duration::from_millis(1);
     loop {
