@@ -41,6 +41,15 @@ impl Delivery {
         }
     }
 
+    /// Its name on the wire: the state's (`progress`, `completed` ...), `reset` or `log`.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Self::Event(s, _) => s.event_name(),
+            Self::Reset(..) => "reset",
+            Self::Log(..) => "log",
+        }
+    }
+
     /// The JSON of what it carries.
     pub fn json(&self) -> &Json {
         match self {

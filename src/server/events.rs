@@ -133,12 +133,7 @@ pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Event> {
 /// The SSE event of a delivery. Its data is the JSON the engine encoded once for every
 /// subscriber, not encoded again here.
 fn delivery_event(delivery: &Delivery) -> Event {
-    let name = match delivery {
-        Delivery::Event(s, _) => s.event_name(),
-        Delivery::Reset(..) => "reset",
-        Delivery::Log(..) => "log",
-    };
-    Event::default().id(delivery.seq().to_string()).event(name).data(&**delivery.json())
+    Event::default().id(delivery.seq().to_string()).event(delivery.event_name()).data(&**delivery.json())
 }
 
 #[cfg(test)]

@@ -73,14 +73,13 @@ fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Even
 /// rather than encoding the line again.
 fn tagged(job: JobId, delivery: &Delivery) -> Event {
     let seq = delivery.seq();
-    let event = Event::default().id(format!("{job}:{seq}"));
+    let event = Event::default().id(format!("{job}:{seq}")).event(delivery.event_name());
     match delivery {
-        Delivery::Event(s, json) => event.event(s.event_name()).data(&**json),
-        Delivery::Reset(_, json) => event.event("reset").data(&**json),
+        Delivery::Event(_, json) | Delivery::Reset(_, json) => event.data(&**json),
         Delivery::Log(_, json) => {
             let fields = json.strip_prefix('{').filter(|rest| rest.len() > 1).unwrap_or("}");
             let comma = if fields == "}" { "" } else { "," };
-            event.event("log").data(format!("{{\"job\":\"{job}\"{comma}{fields}"))
+            event.data(format!("{{\"job\":\"{job}\"{comma}{fields}"))
         }
     }
 }
