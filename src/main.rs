@@ -9,13 +9,15 @@ use clap::Parser;
 use leptos::config::get_configuration;
 use sse_progress::cli::{self, Cli, Command};
 use sse_progress::jobs::{kinds, store, JobEngine};
-use sse_progress::server::{self, config::engine_config_from_env, AppState};
+use sse_progress::server::config::{engine_config_from_env, limits_config_from_env};
+use sse_progress::server::{self, AppState};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = engine_config_from_env()?;
+    let limits = limits_config_from_env()?;
     let store = store::open(std::env::var("SSE_PROGRESS_STORE").ok().as_deref())?;
     let (engine, _recovered) = JobEngine::open(config, kinds::builtin(), store)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
@@ -30,7 +32,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.hash_files = server::config::hash_files(&leptos_options);
     let addr = leptos_options.site_addr;
-    let state = AppState { leptos_options, engine };
+    tracing::info!(?limits, "what one client may do at once");
+    let state = AppState::new(leptos_options, engine, limits);
 
     let listener = server::listen(addr)?;
     tracing::info!("listening on http://{}", listener.local_addr()?);

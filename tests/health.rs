@@ -23,10 +23,11 @@ async fn probes_answer_without_credentials_and_hand_out_no_cookie() {
 async fn a_stopping_server_is_not_ready() {
     use tower::ServiceExt;
     let app = TestApp::spawn().await;
-    let state = sse_progress::server::AppState {
-        leptos_options: leptos::config::LeptosOptions::builder().output_name("sse-progress").build(),
-        engine: app.engine.clone(),
-    };
+    let state = sse_progress::server::AppState::new(
+        leptos::config::LeptosOptions::builder().output_name("sse-progress").build(),
+        app.engine.clone(),
+        Default::default(),
+    );
     app.engine.shutdown(std::time::Duration::ZERO).await;
     let request = axum::http::Request::get("/readyz").body(axum::body::Body::empty()).expect("request");
     let response = sse_progress::server::router(state).oneshot(request).await.expect("answered");

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
+use super::limits::{parse_networks, LimitsConfig};
 use crate::jobs::EngineConfig;
 
 /// A setting that is present but not usable.
@@ -64,6 +67,39 @@ pub fn engine_config_from_env() -> Result<EngineConfig, ConfigError> {
     }
     if let Ok(value) = std::env::var("SSE_PROGRESS_INSTANCE") {
         c.instance = Some(instance_name(value)?);
+    }
+    Ok(c)
+}
+
+/// What one client may do at once: [`LimitsConfig::default`] with these overrides from the
+/// environment (see `server::limits`):
+/// - `SSE_PROGRESS_STARTS_PER_MINUTE`: jobs one client address may start per minute (1-1000000).
+/// - `SSE_PROGRESS_START_BURST`: of those, how many at once after a pause (1-1000000).
+/// - `SSE_PROGRESS_STREAMS_PER_ADDRESS`: event streams one client address may hold open
+///   (1-1000000).
+/// - `SSE_PROGRESS_STREAMS_PER_OWNER`: event streams one owner may hold open (1-1000000).
+/// - `SSE_PROGRESS_TRUSTED_PROXIES`: comma-separated addresses or networks of reverse proxies
+///   whose `X-Forwarded-For` names the client (none by default).
+/// - `SSE_PROGRESS_LIMIT_EXEMPT`: comma-separated addresses or networks that are not limited
+///   (`127.0.0.0/8, ::1` by default; empty to limit every client).
+pub fn limits_config_from_env() -> Result<LimitsConfig, ConfigError> {
+    let mut c = LimitsConfig::default();
+    let positive = |name, target: &mut NonZeroU32| -> Result<(), ConfigError> {
+        if let Some(v) = read(name, 1, 1_000_000)? {
+            *target = NonZeroU32::new(u32::try_from(v).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        }
+        Ok(())
+    };
+    positive("SSE_PROGRESS_STARTS_PER_MINUTE", &mut c.starts_per_minute)?;
+    positive("SSE_PROGRESS_START_BURST", &mut c.start_burst)?;
+    set(&mut c.streams_per_address, "SSE_PROGRESS_STREAMS_PER_ADDRESS", 1, 1_000_000)?;
+    set(&mut c.streams_per_owner, "SSE_PROGRESS_STREAMS_PER_OWNER", 1, 1_000_000)?;
+    for (name, target) in
+        [("SSE_PROGRESS_TRUSTED_PROXIES", &mut c.trusted_proxies), ("SSE_PROGRESS_LIMIT_EXEMPT", &mut c.exempt)]
+    {
+        if let Ok(value) = std::env::var(name) {
+            *target = parse_networks(&value).map_err(|expected| ConfigError { name, value, expected })?;
+        }
     }
     Ok(c)
 }

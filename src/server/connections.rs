@@ -15,9 +15,11 @@
 //! chunked framing; HTTP/1.1 allows it, and `EventSource` reads it as any other).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use axum::Router;
 use futures::StreamExt;
@@ -58,9 +60,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: the connections already open go on, and
                     // new ones wait a moment rather than spin.
@@ -81,8 +83,13 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         let watcher = graceful.watcher();
         streams.spawn(async move {
             if let Some(head_len) = stream_request(&tcp).await {
-                serve_stream(tcp, head_len, app).await;
+                serve_stream(tcp, head_len, peer, app).await;
             } else {
+                // Each request learns where it came from, as `axum::serve` tells it.
+                let app = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request)
+                });
                 let connection =
                     builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(app));
                 if let Err(e) = watcher.watch(connection.into_owned()).await {
@@ -148,7 +155,7 @@ fn might_be_a_stream(seen: &[u8]) -> bool {
 }
 
 /// `/api/events` or `/api/jobs/{id}/events`, with or without a query.
-fn is_stream_path(target: &str) -> bool {
+pub(crate) fn is_stream_path(target: &str) -> bool {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     path == "/api/events"
         || path
@@ -158,16 +165,17 @@ fn is_stream_path(target: &str) -> bool {
 }
 
 /// Serves a stream request whose head (of `head_len` bytes) is waiting on `tcp`.
-async fn serve_stream(mut tcp: TcpStream, head_len: usize, app: Router) {
+async fn serve_stream(mut tcp: TcpStream, head_len: usize, peer: SocketAddr, app: Router) {
     let mut head = vec![0; head_len];
     if tcp.read_exact(&mut head).await.is_err() {
         return;
     }
-    let Some(request) = parse_request(&head) else {
+    let Some(mut request) = parse_request(&head) else {
         // It parsed when peeked; this cannot happen, and the connection just closes.
         return;
     };
     drop(head);
+    request.extensions_mut().insert(ConnectInfo(peer));
     let Ok(response) = app.oneshot(request).await;
     let is_stream = response.status() == StatusCode::OK
         && response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));

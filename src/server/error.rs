@@ -15,6 +15,11 @@ use crate::model::JobStatus;
 /// How long a client refused for a full queue should wait before trying again.
 pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(5);
 
+/// A wait in whole seconds, rounded up and at least 1: a client that waits as told is let in.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -69,6 +74,30 @@ pub enum AppError {
     /// A state-changing request from another site.
     #[error("this request was refused because {0}; jobs can only be started and cancelled from this site's own pages or from clients that are not browsers")]
     CrossSite(String),
+    /// A client address started more jobs than its share (see `server::limits`).
+    #[error(
+        "this client address has started too many jobs: {per_minute} a minute are allowed, {burst} at once after a \
+         pause; try again in {} s", whole_seconds(*retry_after)
+    )]
+    TooManyStarts {
+        /// Starts allowed per minute.
+        per_minute: u32,
+        /// Starts allowed at once.
+        burst: u32,
+        /// When the next start is allowed.
+        retry_after: Duration,
+    },
+    /// A client address or an owner holds as many event streams open as allowed.
+    #[error(
+        "this {per} already has {limit} event streams open, the most allowed at once; close one (or follow \
+         many jobs on the one stream GET /api/events) and try again"
+    )]
+    TooManyStreams {
+        /// `client address` or `owner`.
+        per: &'static str,
+        /// Streams allowed at once.
+        limit: usize,
+    },
     /// The engine refused to start a job.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -108,7 +137,8 @@ pub struct Problem {
     /// For `unknown_kind`: the kinds that exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_kinds: Option<Vec<String>>,
-    /// For `result_not_ready` and `queue_full`: seconds to wait (also in `Retry-After`).
+    /// For `result_not_ready`, `queue_full`, `too_many_starts` and `too_many_streams`: seconds
+    /// to wait (also in `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
     /// For `result_not_ready` and `no_result`: the job's status.
@@ -129,7 +159,9 @@ impl AppError {
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. })
+            | Self::TooManyStarts { .. }
+            | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Start(
                 StartError::AtCapacity { .. } | StartError::ShuttingDown | StartError::StoreUnavailable { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +182,8 @@ impl AppError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::TooManyStarts { .. } => "too_many_starts",
+            Self::TooManyStreams { .. } => "too_many_streams",
             Self::Start(StartError::UnknownKind { .. }) => "unknown_kind",
             Self::Start(StartError::InvalidParams { .. }) => "invalid_params",
             Self::Start(StartError::QueueFull { .. }) => "queue_full",
@@ -164,7 +198,8 @@ impl AppError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::ResultNotReady { retry_after, .. } => Some(*retry_after),
+            Self::ResultNotReady { retry_after, .. } | Self::TooManyStarts { retry_after, .. } => Some(*retry_after),
+            Self::TooManyStreams { .. } => Some(super::limits::STREAMS_RETRY),
             Self::Start(
                 StartError::QueueFull { .. }
                 | StartError::AtCapacity { .. }
@@ -188,7 +223,7 @@ impl AppError {
                 Self::Start(StartError::UnknownKind { known, .. }) => Some(known.clone()),
                 _ => None,
             },
-            retry_after: self.retry_after().map(|d| d.as_secs().max(1)),
+            retry_after: self.retry_after().map(whole_seconds),
             job_status: match self {
                 Self::ResultNotReady { status, .. } | Self::NoResult { status, .. } => Some(*status),
                 _ => None,

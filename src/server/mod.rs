@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod owner;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.limits.clone(), limits::limit))
         .layer(middleware::from_fn(owner::identify))
         .layer(middleware::from_fn(security::refuse_cross_site))
         .layer(middleware::from_fn(security::security_headers))

@@ -13,6 +13,7 @@ use eventsource_stream::{Event, Eventsource};
 use futures::StreamExt;
 use leptos::config::LeptosOptions;
 use sse_progress::jobs::{kinds, EngineConfig, JobEngine, KindRegistry};
+use sse_progress::server::limits::LimitsConfig;
 use sse_progress::server::{self, AppState};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,9 +43,14 @@ impl TestApp {
 
     /// A server listening on `bind` (an address and port, 0 for any free one).
     pub async fn spawn_at(bind: &str, config: EngineConfig, kinds: KindRegistry) -> Self {
+        Self::spawn_limited(bind, config, kinds, LimitsConfig::default()).await
+    }
+
+    /// A server listening on `bind` that limits its clients so.
+    pub async fn spawn_limited(bind: &str, config: EngineConfig, kinds: KindRegistry, limits: LimitsConfig) -> Self {
         let engine = JobEngine::new(config, kinds);
         let leptos_options = LeptosOptions::builder().output_name("sse-progress").build();
-        let state = AppState { leptos_options, engine: engine.clone() };
+        let state = AppState::new(leptos_options, engine.clone(), limits);
         let listener = TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (tx, rx) = oneshot::channel::<()>();
