@@ -335,7 +335,7 @@ async fn the_openapi_document_describes_every_route_and_validates() {
     let app = TestApp::spawn().await;
     let doc: Value =
         app.client.get(app.url("/api/openapi.json")).send().await.expect("get").json().await.expect("json");
-    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["openapi"], "3.2.0");
     for (path, method) in [
         ("/api/job-kinds", "get"),
         ("/api/jobs", "post"),
@@ -347,8 +347,41 @@ async fn the_openapi_document_describes_every_route_and_validates() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is described");
     }
     assert!(doc["components"]["schemas"]["Snapshot"]["properties"]["progress"].is_object());
+    // The start request names the kinds this server has, each with its params' schema.
+    let kinds = doc["components"]["schemas"]["StartRequest"]["oneOf"].as_array().expect("one per kind");
+    let names: Vec<&str> = kinds.iter().filter_map(|k| k["properties"]["kind"]["const"].as_str()).collect();
+    assert_eq!(names, ["checksum", "discover", "failing", "ticker"]);
+    assert_eq!(kinds[3]["properties"]["params"]["oneOf"][0]["properties"]["steps"]["maximum"], 100_000);
+    // Each event of a stream is described, its data as JSON of its schema.
+    let events = &doc["paths"]["/api/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    let first = &events["itemSchema"]["oneOf"][0];
+    assert_eq!(first["properties"]["event"]["enum"][1], "progress");
+    assert_eq!(first["properties"]["data"]["contentSchema"]["$ref"], "#/components/schemas/Snapshot");
+    let owner = &doc["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(owner["itemSchema"]["oneOf"][1]["properties"]["data"]["contentSchema"]["allOf"].is_array());
+    // A started job links to what can be done with it.
+    let links = &doc["paths"]["/api/jobs"]["post"]["responses"]["202"]["links"];
+    for (name, operation) in [
+        ("status", "get_job"),
+        ("events", "job_events"),
+        ("logs", "get_logs"),
+        ("result", "get_result"),
+        ("cancel", "cancel_job"),
+    ] {
+        assert_eq!(links[name]["operationId"], operation);
+        assert_eq!(links[name]["parameters"]["id"], "$response.body#/id");
+        let (path, method) = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(p, ops)| ops.as_object().into_iter().flatten().map(move |(m, op)| (p, m, op)))
+            .find(|(_, _, op)| op["operationId"] == operation)
+            .map(|(p, m, _)| (p.clone(), m.clone()))
+            .expect("the linked operation exists");
+        assert!(path.contains("{id}"), "{method} {path}");
+    }
 
-    // Validate against the OpenAPI 3.1 specification with an independent validator.
+    // Validate against the OpenAPI 3.2 specification with an independent validator.
     let file = std::env::temp_dir().join(format!("sse-progress-openapi-{}.json", std::process::id()));
     std::fs::write(&file, doc.to_string()).expect("write");
     let output = std::process::Command::new("python3")
@@ -359,7 +392,7 @@ async fn the_openapi_document_describes_every_route_and_validates() {
     let _ = std::fs::remove_file(&file);
     assert!(
         output.status.success(),
-        "the document is valid OpenAPI 3.1:\n{}{}",
+        "the document is valid OpenAPI 3.2:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );

@@ -67,7 +67,7 @@ fn parse_params<P: JobParams>(raw: Value) -> Result<P, String> {
             return Err(format!("params must be a JSON object, got {kind}"));
         }
     };
-    let params: P = serde_path_to_error::deserialize(raw).map_err(|e| {
+    let params: P = serde_path_to_error::deserialize(whole_numbers(raw)).map_err(|e| {
         let path = e.path().to_string();
         if path == "." {
             e.into_inner().to_string()
@@ -77,6 +77,23 @@ fn parse_params<P: JobParams>(raw: Value) -> Result<P, String> {
     })?;
     params.validate()?;
     Ok(params)
+}
+
+/// `value` with every number that is whole written as an integer: JSON (and JSON Schema's
+/// `integer`) does not tell `3.0` from `3`, but serde's integer fields take only the latter.
+/// Numbers past 2^53, which a float cannot hold exactly, are left as they are.
+fn whole_numbers(value: Value) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53: exact
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        other => other,
+    }
 }
 
 /// The kinds an engine knows, by name. Cheap to clone.

@@ -194,6 +194,11 @@ async fn a_failing_job_ends_failed_with_its_error_at_the_chosen_step(b: Backend)
     assert!(error.starts_with("Parsing records failed at record"), "{error}");
     assert!(last.progress < 50.0, "progress stops where the job failed: {}", last.progress);
     assert_eq!(last.data, None);
+
+    // A step past the last is the last: any params the schema allows make a job that fails.
+    let (_, all) = run_to_end(&engine, "failing", json!({"steps": 2, "fail_at_step": 5, "step_ms": 10})).await;
+    let last = events(&all).pop().expect("events");
+    assert_eq!((last.status, last.step_index), (JobStatus::Failed, 2));
 }
 
 async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
@@ -250,7 +255,12 @@ async fn bad_kinds_and_params_are_refused_with_what_is_allowed(b: Backend) {
     assert!(err.to_string().contains("unknown field `stepz`"), "{err}");
     let err = engine.start("ticker", json!({"steps": "ten"})).await.expect_err("wrong type");
     assert!(err.to_string().contains("invalid type: string \"ten\""), "{err}");
+    let err = engine.start("ticker", json!({"steps": 2.5})).await.expect_err("not whole");
+    assert!(err.to_string().contains("invalid type: floating point `2.5`"), "{err}");
     assert_eq!(engine.job_count(), 0, "nothing was started");
+    // JSON does not tell 3.0 from 3 (nor does JSON Schema's `integer`): both are three steps.
+    let id = engine.start("ticker", json!({"steps": 3.0, "interval_ms": 1})).await.expect("3.0 is 3");
+    assert_eq!(engine.snapshot(id).await.expect("kept").kind, "ticker");
 }
 
 async fn the_checksum_job_does_real_work_and_returns_a_verified_digest(b: Backend) {

@@ -266,6 +266,10 @@ pub async fn get_logs(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<JobLogs>, AppError> {
+    if i64::try_from(query.after).is_err() {
+        // Sequence numbers are kept as 64-bit signed integers (SQLite's): none is larger.
+        return Err(AppError::InvalidQuery(format!("after: must be at most {}, got {}", i64::MAX, query.after)));
+    }
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job).await?;
     let (lines, dropped) = engine.log_lines(job, query.after).await.ok_or(AppError::JobNotFound(id))?;

@@ -25,7 +25,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::ApiQuery;
+use super::extract::{parse_seq, ApiQuery};
 use super::owner::{authorize, Owner};
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
@@ -44,25 +44,21 @@ pub struct EventsQuery {
 }
 
 /// Reads the resume point: the `Last-Event-ID` header, else the `last_event_id` parameter.
-/// Empty values count as absent; anything else must be a whole number.
+/// Empty values count as absent; anything else must be a sequence number (see
+/// [`parse_seq`]).
 pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u64>, AppError> {
     let header = headers
         .get("last-event-id")
         .map(|v| v.to_str().map(str::to_owned).unwrap_or_else(|_| String::from_utf8_lossy(v.as_bytes()).into_owned()));
-    let candidates =
-        [("the Last-Event-ID header", header), ("the last_event_id query parameter", query.last_event_id.clone())];
-    for (source_name, value) in candidates {
-        let Some(value) = value else { continue };
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        return trimmed
-            .parse::<u64>()
+    let read = |source_name, value: Option<String>| match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(value) => parse_seq(&value)
             .map(Some)
-            .map_err(|_| AppError::BadResumePoint { source_name, value: value.chars().take(64).collect() });
-    }
-    Ok(None)
+            .ok_or_else(|| AppError::BadResumePoint { source_name, value: value.chars().take(64).collect() }),
+    };
+    // Both are checked, so a bad one is never silently ignored; the header wins.
+    let from_query = read("the last_event_id query parameter", query.last_event_id.clone())?;
+    Ok(read("the Last-Event-ID header", header)?.or(from_query))
 }
 
 /// Follows a job's events as Server-Sent Events, resuming after `Last-Event-ID` (or
@@ -70,8 +66,10 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
 #[utoipa::path(get, path = "/api/jobs/{id}/events", tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),
-        ("last_event_id" = Option<String>, Query, description = "Resume after this sequence number (for clients that cannot set headers)"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence number; wins over the query parameter"),
+        ("last_event_id" = Option<String>, Query, pattern = "^([0-9]{1,19})?$",
+            description = "Resume after this sequence number (for clients that cannot set headers); empty is the same as none"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^([0-9]{1,19})?$",
+            description = "Resume after this sequence number; wins over the query parameter; empty is the same as none"),
     ),
     responses(
         (status = 200, description = "The event stream; each `data:` is a Snapshot", content_type = "text/event-stream", body = String),
@@ -167,6 +165,13 @@ mod tests {
             "the Last-Event-ID header must be the sequence number of the last event received \
              (a whole number, 0 or more), got \"abc\""
         );
-        assert!(resume_point(&HeaderMap::new(), &query("-1")).is_err());
+        assert!(resume_point(&headers("7"), &query("x")).is_err(), "a bad parameter is refused beside a good header");
+        for bad in ["-1", "+1", " 1", "1 ", "null", "99999999999999999999"] {
+            assert!(resume_point(&HeaderMap::new(), &query(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            resume_point(&HeaderMap::new(), &query("9999999999999999999")).expect("19 digits"),
+            Some(9_999_999_999_999_999_999)
+        );
     }
 }

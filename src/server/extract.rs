@@ -10,6 +10,17 @@ use serde::de::DeserializeOwned;
 use super::AppError;
 
 /// Largest request body the API reads.
+/// How a sequence number is written where a client sends one (`Last-Event-ID`, `after`):
+/// 1 to 19 ASCII digits, so it always fits the 64 bits it is kept in. The OpenAPI document
+/// says the same with this pattern.
+pub const SEQ_PATTERN: &str = "[0-9]{1,19}";
+
+/// A sequence number written as [`SEQ_PATTERN`] says; nothing else (no sign, no spaces).
+pub fn parse_seq(text: &str) -> Option<u64> {
+    let fits = (1..=19).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+    fits.then(|| text.parse().ok()).flatten()
+}
+
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// `Json<T>` whose failures are [`AppError`]s: 400 malformed, 422 wrong shape, 413 too large,

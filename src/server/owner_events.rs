@@ -22,7 +22,7 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use super::events::sse_of;
-use super::extract::ApiQuery;
+use super::extract::{parse_seq, ApiQuery};
 use super::owner::Owner;
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
@@ -33,18 +33,28 @@ use crate::model::JobId;
 #[into_params(parameter_in = Query)]
 pub struct OwnerEventsQuery {
     /// Resume points, `JOB:SEQ` separated by commas: the last event seen of each job.
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9]{1,19}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9]{1,19})*)?$"
+    )]
     pub after: Option<String>,
 }
 
 /// Reads `JOB:SEQ,JOB:SEQ`; the error says which part is wrong.
 pub fn parse_cursors(text: Option<&str>) -> Result<HashMap<JobId, u64>, AppError> {
     let mut cursors = HashMap::new();
-    for part in text.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parsed =
-            part.split_once(':').and_then(|(job, seq)| Some((job.parse::<JobId>().ok()?, seq.parse::<u64>().ok()?)));
+    let text = text.unwrap_or_default();
+    if text.is_empty() {
+        return Ok(cursors);
+    }
+    for part in text.split(',') {
+        // A job id in its 36-character form, a colon, a sequence number; nothing else.
+        let parsed = part
+            .split_once(':')
+            .filter(|(job, _)| job.len() == 36)
+            .and_then(|(job, seq)| Some((job.parse::<JobId>().ok()?, parse_seq(seq)?)));
         let Some((job, seq)) = parsed else {
             return Err(AppError::InvalidQuery(format!(
-                "after: {:?} is not JOB:SEQ (a job id, a colon, a sequence number)",
+                "after: {:?} is not JOB:SEQ (a job id, a colon, a sequence number; several separated by commas)",
                 part.chars().take(80).collect::<String>()
             )));
         };
@@ -160,10 +170,24 @@ mod tests {
     #[test]
     fn cursors_parse_and_bad_ones_are_named() {
         let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
-        let parsed = parse_cursors(Some(&format!("{id}:7, "))).expect("valid");
+        let other = "00000000-0000-4000-8000-000000000001";
+        let parsed = parse_cursors(Some(&format!("{id}:7,{other}:0"))).expect("valid");
         assert_eq!(parsed.get(&id.parse().expect("id")), Some(&7));
+        assert_eq!(parsed.len(), 2);
         assert!(parse_cursors(None).expect("none").is_empty());
+        assert!(parse_cursors(Some("")).expect("empty").is_empty());
         let err = parse_cursors(Some("nope:3")).expect_err("invalid");
         assert!(err.to_string().contains("\"nope:3\" is not JOB:SEQ"), "{err}");
+        // What the documented pattern does not allow is refused too.
+        let simple = id.replace('-', "");
+        for bad in [
+            format!("{id}:7,"),
+            format!("{id}: 7"),
+            format!("{id}:+7"),
+            format!("{simple}:7"),
+            format!("{id}:7,,{other}:1"),
+        ] {
+            assert!(parse_cursors(Some(&bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -36,7 +36,8 @@ pub struct ChecksumParams {
     /// A pause after each chunk in milliseconds (0-10000), to stretch a demo. Default 40.
     #[schemars(range(min = 0, max = 10000))]
     pub chunk_delay_ms: u64,
-    /// Seed of the generated data. Default 42.
+    /// Seed of the generated data (0-9007199254740991). Default 42.
+    #[schemars(range(min = 0, max = 9_007_199_254_740_991_u64))]
     pub seed: u64,
 }
 
@@ -50,7 +51,8 @@ impl JobParams for ChecksumParams {
     fn validate(&self) -> Result<(), String> {
         check_range("size_mib", self.size_mib, 1, 4096)?;
         check_range("chunk_kib", self.chunk_kib, 16, 65_536)?;
-        check_range("chunk_delay_ms", self.chunk_delay_ms, 0, 10_000)
+        check_range("chunk_delay_ms", self.chunk_delay_ms, 0, 10_000)?;
+        check_range("seed", self.seed, 0, super::MAX_SEED)
     }
 }
 

@@ -36,7 +36,8 @@ pub struct DiscoverParams {
     /// Average file size in KiB (1-65536). Default 512.
     #[schemars(range(min = 1, max = 65536))]
     pub avg_kib: u32,
-    /// Seed of the tree and its contents. Default 7.
+    /// Seed of the tree and its contents (0-9007199254740991). Default 7.
+    #[schemars(range(min = 0, max = 9_007_199_254_740_991_u64))]
     pub seed: u64,
 }
 
@@ -51,7 +52,8 @@ impl JobParams for DiscoverParams {
         check_range("files", self.files, 1, 100_000)?;
         check_range("dir_ms", self.dir_ms, 0, 10_000)?;
         check_range("file_ms", self.file_ms, 0, 10_000)?;
-        check_range("avg_kib", self.avg_kib, 1, 65_536)
+        check_range("avg_kib", self.avg_kib, 1, 65_536)?;
+        check_range("seed", self.seed, 0, super::MAX_SEED)
     }
 }
 

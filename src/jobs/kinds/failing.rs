@@ -26,7 +26,7 @@ pub struct FailingParams {
     /// How many steps the job has (1-6). Default 4.
     #[schemars(range(min = 1, max = 6))]
     pub steps: u32,
-    /// The step it fails in (1 to `steps`). Default 3.
+    /// The step it fails in (1-6; past `steps`, the last step). Default 3.
     #[schemars(range(min = 1, max = 6))]
     pub fail_at_step: u32,
     /// How long each step takes, in milliseconds (0-60000). Default 800.
@@ -44,13 +44,14 @@ impl JobParams for FailingParams {
     fn validate(&self) -> Result<(), String> {
         let max_steps = u32::try_from(STEP_NAMES.len()).unwrap_or(u32::MAX);
         check_range("steps", self.steps, 1, max_steps)?;
-        check_range("fail_at_step", self.fail_at_step, 1, self.steps)?;
+        check_range("fail_at_step", self.fail_at_step, 1, max_steps)?;
         check_range("step_ms", self.step_ms, 0, 60_000)
     }
 }
 
-/// Runs a `failing` job; it always ends in an error at `fail_at_step`.
+/// Runs a `failing` job; it always ends in an error at `fail_at_step` (or its last step).
 pub async fn run(p: FailingParams, r: ProgressReporter) -> Result<(), JobError> {
+    let fail_at = p.fail_at_step.min(p.steps);
     let tick = Duration::from_millis(p.step_ms / u64::from(TICKS_PER_STEP));
     let records = 2_400u32;
     for (index, name) in (1..=p.steps).zip(STEP_NAMES) {
@@ -59,10 +60,10 @@ pub async fn run(p: FailingParams, r: ProgressReporter) -> Result<(), JobError> 
         for t in 1..=TICKS_PER_STEP {
             let done = f64::from(index - 1) + f64::from(t) / f64::from(TICKS_PER_STEP);
             let record = records * t / TICKS_PER_STEP;
-            if index == p.fail_at_step && t == TICKS_PER_STEP / 2 {
+            if index == fail_at && t == TICKS_PER_STEP / 2 {
                 tracing::warn!(record, "amount looks unusual");
             }
-            if index == p.fail_at_step && t == TICKS_PER_STEP / 2 + 1 {
+            if index == fail_at && t == TICKS_PER_STEP / 2 + 1 {
                 tracing::error!(record, field = "amount", value = -12.5, "record rejected");
                 return Err(JobError::msg(format!(
                     "{name} failed at record {record} of {records}: field \"amount\" is -12.50, \

@@ -26,6 +26,10 @@ pub fn builtin() -> KindRegistry {
 }
 
 /// `Err` naming the field and its allowed range when `value` is outside `min..=max`.
+/// The largest seed a kind takes: 2^53 - 1, the largest whole number every JSON client (a
+/// browser's included) reads and writes exactly.
+pub(crate) const MAX_SEED: u64 = 9_007_199_254_740_991;
+
 pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     field: &str,
     value: T,
