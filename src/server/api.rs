@@ -5,7 +5,7 @@
 //!
 //! Every job is shown in one schema, [`Snapshot`], the same as the SSE `data:`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::events::sse_response;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiQuery, JobPath};
 use super::owner::{authorize, Owner};
 use super::AppError;
 use crate::jobs::{CancelOutcome, JobEngine};
@@ -191,7 +191,7 @@ pub async fn start_job(
 pub async fn get_job(
     State(engine): State<JobEngine>,
     owner: Owner,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, AppError> {
     let (job, snapshot) = current(&engine, &owner, &id).await?;
     let mut headers = HeaderMap::new();
@@ -212,7 +212,7 @@ pub async fn get_job(
 pub async fn get_result(
     State(engine): State<JobEngine>,
     owner: Owner,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Json<JobResult>, AppError> {
     let (job, snapshot) = current(&engine, &owner, &id).await?;
     match snapshot.status {
@@ -263,7 +263,7 @@ pub struct JobLogs {
 pub async fn get_logs(
     State(engine): State<JobEngine>,
     owner: Owner,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<JobLogs>, AppError> {
     if i64::try_from(query.after).is_err() {
@@ -287,7 +287,7 @@ pub async fn get_logs(
 pub async fn cancel_job(
     State(engine): State<JobEngine>,
     owner: Owner,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, AppError> {
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job).await?;

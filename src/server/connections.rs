@@ -23,7 +23,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use axum::Router;
 use futures::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -34,8 +34,10 @@ use tower::ServiceExt;
 
 /// The longest request head a stream request served here may have (hyper's buffer size).
 const MAX_HEAD: usize = 8 * 1024;
+/// The longest request head hyper reads (about what nginx takes, `large_client_header_buffers`).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long the head of a new connection's first request may take to arrive before the
-/// connection is handed to hyper as it is.
+/// connection is handed to hyper as it is; and then how long hyper waits for a head.
 const HEAD_WAIT: Duration = Duration::from_secs(5);
 /// The longest error or empty answer to a stream request (they are problem documents).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -57,7 +59,12 @@ const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
 pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let streams = TaskTracker::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    // A request head that is slow to arrive (a slowloris) is given up after this long, on a
+    // first request and on a kept-alive connection's next one alike.
+    // A head longer than `MAX_HEAD_BYTES` gets `431` (hyper's default takes 400 KB).
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEAD_WAIT).max_buf_size(MAX_HEAD_BYTES);
+    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {

@@ -65,6 +65,12 @@ pub enum AppError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A request body that did not arrive in time.
+    #[error("the request body did not arrive within {seconds} s; send it whole, at once")]
+    BodyTimeout {
+        /// How long the server waits for it.
+        seconds: u64,
+    },
     /// A query string that does not parse.
     #[error("the query string does not fit: {0}")]
     InvalidQuery(String),
@@ -159,6 +165,7 @@ impl AppError {
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Start(StartError::QueueFull { .. } | StartError::OwnerLimit { .. })
             | Self::TooManyStarts { .. }
             | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -181,6 +188,7 @@ impl AppError {
             Self::InvalidBody(_) => "invalid_body",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::InvalidQuery(_) => "invalid_query",
             Self::TooManyStarts { .. } => "too_many_starts",
             Self::TooManyStreams { .. } => "too_many_streams",

@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{parse_seq, ApiQuery};
+use super::extract::{parse_seq, ApiQuery, JobPath};
 use super::owner::{authorize, Owner};
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
@@ -80,7 +80,7 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
 pub async fn job_events(
     State(engine): State<JobEngine>,
     owner: Owner,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

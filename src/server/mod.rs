@@ -55,8 +55,15 @@ fn api_router() -> Router<AppState> {
         .route("/readyz", get(health::readyz).fallback(only("GET, HEAD")))
         .route("/metrics", get(metrics::metrics).fallback(only("GET, HEAD")))
         .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
-        .route("/api/{*rest}", any(|uri: Uri| async move { AppError::RouteNotFound(uri.path().to_string()) }))
+        .route("/api/{*rest}", any(route_not_found))
+        .route("/api/", any(route_not_found))
+        .route("/api", any(route_not_found))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+}
+
+/// Any other path under `/api`: a problem document, not the app's HTML 404 page.
+async fn route_not_found(uri: Uri) -> AppError {
+    AppError::RouteNotFound(uri.path().to_string())
 }
 
 /// The whole application: pages, server functions, and the API routes.
@@ -73,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(extract::read_body_in_time))
         .layer(middleware::from_fn_with_state(state.limits.clone(), limits::limit))
         .layer(middleware::from_fn(owner::identify))
         .layer(middleware::from_fn(security::refuse_cross_site))
