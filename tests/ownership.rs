@@ -129,3 +129,68 @@ async fn behind_a_tls_proxy_the_owner_cookie_is_secure() {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
 }
+
+#[tokio::test]
+async fn a_stranger_learns_nothing_of_a_job_from_cursors_metrics_errors_or_server_functions() {
+    let app = TestApp::spawn().await;
+    let slow = json!({"kind": "ticker", "params": {"steps": 6, "interval_ms": 40}});
+    let started = app.client.post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
+    let cookie = started.headers()["set-cookie"].to_str().expect("text").to_string();
+    let token = cookie.split(';').next().and_then(|c| c.split_once('=')).expect("name=value").1.to_string();
+    let id = started.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+
+    // The stranger names the owner's job as a resume point on their own stream of all jobs:
+    // it is not followed. Their own job, started once the stream is open, is.
+    let stranger = browser();
+    stranger.get(app.url("/")).send().await.expect("a cookie of their own");
+    let stream = stranger.get(app.url(&format!("/api/events?after={id}:0"))).send().await.expect("get");
+    assert_eq!(stream.status(), 200);
+    let theirs = stranger.post(app.url("/api/jobs")).json(&slow).send().await.expect("post");
+    let theirs = theirs.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let mut events = eventsource_stream::Eventsource::eventsource(stream.bytes_stream());
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &eventsource_stream::Event| e.event == "end") {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(20), futures::StreamExt::next(&mut events));
+        let event = next.await.expect("an event within 20 s").expect("open").expect("valid SSE");
+        if !event.data.is_empty() {
+            seen.push(event);
+        }
+    }
+    assert!(seen.iter().all(|e| e.id.starts_with(&theirs) && !e.data.contains(&id)), "only their own job: {seen:?}");
+
+    // Every error is the one for a job that never existed, word for word.
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    for (method, path) in [
+        ("GET", "/api/jobs/ID"),
+        ("GET", "/api/jobs/ID/result"),
+        ("GET", "/api/jobs/ID/logs"),
+        ("GET", "/api/jobs/ID/events"),
+        ("DELETE", "/api/jobs/ID"),
+    ] {
+        let ask = |job: &str| {
+            let url = app.url(&path.replace("ID", job));
+            let request = if method == "GET" { stranger.get(url) } else { stranger.delete(url) };
+            async move {
+                let response = request.send().await.expect("send");
+                (response.status(), response.text().await.expect("text"))
+            }
+        };
+        let (theirs_status, theirs_body) = ask(&id).await;
+        let (none_status, none_body) = ask(nobody).await;
+        assert_eq!(theirs_status, none_status, "{method} {path}");
+        assert_eq!(theirs_body.replace(&id, nobody), none_body, "{method} {path}");
+    }
+    // The page's server function says there is no such job.
+    let snapshot = stranger.post(app.url("/api/job_snapshot")).form(&[("id", id.as_str())]).send().await.expect("post");
+    assert_eq!(snapshot.status(), 200);
+    assert_eq!(snapshot.text().await.expect("text"), "null");
+
+    // /metrics, open to anyone, names no job and no owner.
+    let metrics = stranger.get(app.url("/metrics")).send().await.expect("get").text().await.expect("text");
+    assert!(metrics.contains("sse_progress_jobs"), "{metrics}");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes());
+    let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    for secret in [&id, &theirs, &token, &key] {
+        assert!(!metrics.contains(secret.as_str()), "/metrics shows {secret}");
+    }
+}
