@@ -8,16 +8,9 @@ use leptos_router::{Lazy, ParamSegment, StaticSegment};
 use crate::hooks::provide_event_hub;
 use crate::pages::{DashboardRoute, HomePage, JobPage, NotFoundPage, ShowcaseRoute, StartLayout};
 
-/// The document around the app, rendered on the server, with its Content-Security-Policy.
+/// The document around the app, rendered on the server (which also gives it its
+/// Content-Security-Policy, with the nonce Leptos puts on the scripts below).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
-        if let Ok(policy) =
-            axum::http::HeaderValue::from_str(&crate::server::security::content_security_policy(&nonce.to_string()))
-        {
-            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, policy);
-        }
-    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

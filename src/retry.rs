@@ -1,5 +1,7 @@
 //! Retrying with back-off, shared by the browser's streams and the terminal client (a neutral
-//! home: neither borrows from the other).
+//! home: neither borrows from the other). Kept by hand: it is one line of arithmetic that both
+//! the wasm build and the server build use, each with its own random source (`Math.random`,
+//! `fastrand`) and timer, which retry crates (backon, tokio-retry) do not span.
 
 use std::time::Duration;
 

@@ -30,8 +30,17 @@ async fn pages_carry_a_csp_whose_nonce_is_on_their_scripts_and_every_response_th
     let again = app.client.get(app.url("/")).send().await.expect("page");
     assert_ne!(header(&again, "content-security-policy"), csp, "a new nonce per response");
 
+    // A page that does not exist is rendered by the same app, with its own nonce.
+    let missing = app.client.get(app.url("/no/such/page")).send().await.expect("page");
+    assert_eq!(missing.status(), 404);
+    let csp = header(&missing, "content-security-policy");
+    let html = missing.text().await.expect("html");
+    let nonce = csp.split("'nonce-").nth(1).and_then(|rest| rest.split('\'').next()).expect("a nonce in the policy");
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the 404 page's scripts carry it");
+
     let api = app.client.get(app.url("/api/job-kinds")).send().await.expect("api");
     assert_eq!(header(&api, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&api, "referrer-policy"), "same-origin");
 }
 
 #[tokio::test]

@@ -196,7 +196,8 @@ pub async fn watch(url: Url, token: Option<String>) -> Outcome {
             eprintln!("Connection lost: gave up after {MAX_RETRIES} attempts to re-attach to {url}");
             return Outcome::Unfollowable;
         }
-        let wait = crate::retry::backoff(Duration::from_millis(250), Duration::from_secs(5), attempt, 0.5);
+        // Jittered, so that many terminals that lost one server do not all come back at once.
+        let wait = crate::retry::backoff(Duration::from_millis(250), Duration::from_secs(5), attempt, fastrand::f64());
         display.note(&format!("Reconnecting (attempt {attempt} of {MAX_RETRIES})..."));
         tokio::time::sleep(wait).await;
     }

@@ -14,6 +14,7 @@
 //! on a kept-alive connection are hyper's too. A stream served here is close-delimited (no
 //! chunked framing; HTTP/1.1 allows it, and `EventSource` reads it as any other).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use axum::Router;
 use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -53,10 +53,28 @@ const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
     .with_interval(Duration::from_secs(5))
     .with_retries(3);
 
+/// What the accept loop serves: the whole application as one service (a `Router`, or a
+/// `Router` inside layers that must see its every answer).
+pub trait App:
+    tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Accepts connections on `listener` and serves `app` on them until `shutdown` completes; then
 /// stops accepting and waits for the connections to finish (streams end as the engine shuts
 /// down; idle kept-alive connections are closed).
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, app: impl App, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let streams = TaskTracker::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -95,7 +113,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
                 // Each request learns where it came from, as `axum::serve` tells it.
                 let app = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(request)
+                    app.clone().oneshot(request.map(Body::new))
                 });
                 let connection =
                     builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(app));
@@ -172,7 +190,7 @@ pub(crate) fn is_stream_path(target: &str) -> bool {
 }
 
 /// Serves a stream request whose head (of `head_len` bytes) is waiting on `tcp`.
-async fn serve_stream(mut tcp: TcpStream, head_len: usize, peer: SocketAddr, app: Router) {
+async fn serve_stream(mut tcp: TcpStream, head_len: usize, peer: SocketAddr, app: impl App) {
     let mut head = vec![0; head_len];
     if tcp.read_exact(&mut head).await.is_err() {
         return;

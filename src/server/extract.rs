@@ -1,10 +1,10 @@
-//! Extractors whose rejections are problem documents that say what was wrong, and the 405
-//! fallback that does the same for a wrong method.
+//! Extractors whose rejections are problem documents that say what was wrong, and the
+//! middleware that does the same for a wrong method and a slow body.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::AppError;
@@ -121,10 +121,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A fallback for a route's other methods: `405` with a problem document naming the methods
-/// the route takes (`allowed`, e.g. `"GET, HEAD"`), also in the `Allow` header.
-pub fn only(allowed: &'static str) -> impl Fn(Method) -> std::future::Ready<AppError> + Clone + Send + Sync + 'static {
-    move |method: Method| {
-        std::future::ready(AppError::MethodNotAllowed { method: method.to_string(), allowed: allowed.to_string() })
+/// Turns axum's bare `405` for a route that does not take the request's method into a problem
+/// document naming the methods it does take (from the `Allow` header axum computed from the
+/// route itself, so no list is kept by hand).
+pub async fn explain_wrong_method(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
     }
+    let allowed = response
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(str::trim).filter(|m| !m.is_empty()).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    AppError::MethodNotAllowed { method, allowed }.into_response()
 }

@@ -10,6 +10,8 @@ pub mod connections;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod limits;
 pub mod metrics;
@@ -26,10 +28,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{any, get, post};
 use axum::{middleware, Router};
-use extract::only;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
+use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -44,17 +46,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// The JSON and SSE API, with problem documents for every error.
 fn api_router() -> Router<AppState> {
     Router::new()
-        .route("/api/job-kinds", get(api::list_kinds).fallback(only("GET, HEAD")))
-        .route("/api/jobs", post(api::start_job).fallback(only("POST")))
-        .route("/api/jobs/{id}", get(api::get_job).delete(api::cancel_job).fallback(only("GET, HEAD, DELETE")))
-        .route("/api/jobs/{id}/result", get(api::get_result).fallback(only("GET, HEAD")))
-        .route("/api/jobs/{id}/logs", get(api::get_logs).fallback(only("GET, HEAD")))
-        .route("/api/jobs/{id}/events", get(events::job_events).fallback(only("GET, HEAD")))
-        .route("/api/events", get(owner_events::owner_events).fallback(only("GET, HEAD")))
-        .route("/healthz", get(health::healthz).fallback(only("GET, HEAD")))
-        .route("/readyz", get(health::readyz).fallback(only("GET, HEAD")))
-        .route("/metrics", get(metrics::metrics).fallback(only("GET, HEAD")))
-        .route("/api/openapi.json", get(openapi::openapi_json).fallback(only("GET, HEAD")))
+        .route("/api/job-kinds", get(api::list_kinds))
+        .route("/api/jobs", post(api::start_job))
+        .route("/api/jobs/{id}", get(api::get_job).delete(api::cancel_job))
+        .route("/api/jobs/{id}/result", get(api::get_result))
+        .route("/api/jobs/{id}/logs", get(api::get_logs))
+        .route("/api/jobs/{id}/events", get(events::job_events))
+        .route("/api/events", get(owner_events::owner_events))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/api/{*rest}", any(route_not_found))
         .route("/api/", any(route_not_found))
         .route("/api", any(route_not_found))
@@ -71,20 +73,23 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let engine = state.engine.clone();
     let options = state.leptos_options.clone();
-    Router::new()
+    let app = Router::new()
         .merge(api_router())
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(engine.clone()),
+            move || {
+                provide_context(engine.clone());
+                security::page_policy();
+            },
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(security::page_policy, shell))
         .layer(middleware::from_fn(extract::read_body_in_time))
         .layer(middleware::from_fn_with_state(state.limits.clone(), limits::limit))
         .layer(middleware::from_fn(owner::identify))
-        .layer(middleware::from_fn(security::refuse_cross_site))
-        .layer(middleware::from_fn(security::security_headers))
+        .layer(middleware::from_fn(security::refuse_cross_site));
+    security::static_headers(app)
         .layer(middleware::from_fn(caching::cache_control))
         // Brotli or gzip, as the client accepts, for pages, the wasm, JS, CSS and JSON. Its
         // default predicate never touches `text/event-stream` (a stream must not wait in an
@@ -122,7 +127,8 @@ pub async fn serve(
     // `Router`, axum::serve did this again for each connection, `Router::with_state(())` per
     // accepted stream: a copy of the whole route table, about 25 KB that every open event
     // stream kept for its whole life; heaptrack, 2,000 idle streams.)
-    let app = router(state).with_state(());
+    // Outside the router, so that it sees the `Allow` header axum puts on a 405.
+    let app = middleware::from_fn(extract::explain_wrong_method).layer(router(state).with_state(()));
     let shutdown = async move {
         signal.await;
         tracing::info!("shutting down: ending streams and stopping jobs");

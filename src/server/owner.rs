@@ -16,6 +16,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::headers::authorization::Bearer;
+use axum_extra::headers::{Authorization, HeaderMapExt};
 use sha2::{Digest, Sha256};
 
 use super::AppError;
@@ -55,15 +58,17 @@ fn well_formed(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-fn from_cookie(parts_headers: &axum::http::HeaderMap) -> Option<String> {
-    parts_headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+/// The owner a request's headers name: its bearer token (refused when it is not of the shape
+/// this server gives), else its owner cookie (ignored when malformed), else a new owner.
+pub fn owner_of(headers: &axum::http::HeaderMap) -> Result<Owner, AppError> {
+    match headers.typed_get::<Authorization<Bearer>>() {
+        Some(bearer) if well_formed(bearer.token()) => Ok(Owner::with_token(bearer.token().to_string(), false)),
+        Some(_) => Err(AppError::BadToken),
+        None => Ok(match CookieJar::from_headers(headers).get(COOKIE).map(|c| c.value()).filter(|t| well_formed(t)) {
+            Some(token) => Owner::with_token(token.to_string(), false),
+            None => Owner::fresh(),
+        }),
+    }
 }
 
 /// Finds (or makes) the request's owner, puts it in the request's extensions for handlers and
@@ -73,21 +78,9 @@ pub async fn identify(mut request: Request, next: Next) -> Response {
     if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
-    let owner = match bearer {
-        Some(token) if well_formed(&token) => Owner::with_token(token, false),
-        Some(_) => {
-            return AppError::BadToken.into_response();
-        }
-        None => match from_cookie(request.headers()).filter(|t| well_formed(t)) {
-            Some(token) => Owner::with_token(token, false),
-            None => Owner::fresh(),
-        },
+    let owner = match owner_of(request.headers()) {
+        Ok(owner) => owner,
+        Err(refused) => return refused.into_response(),
     };
     request.extensions_mut().insert(owner.clone());
     let secure = over_https(request.headers());
@@ -179,9 +172,25 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_cookie_is_found_among_others() {
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; sse_progress_owner=xyz; b=2"));
-        assert_eq!(from_cookie(&headers).as_deref(), Some("xyz"));
+    fn the_owner_is_the_bearer_token_else_the_cookie_else_new() {
+        let token = "0123456789abcdef".repeat(4);
+        let headers = |pairs: &[(header::HeaderName, String)]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(name, HeaderValue::from_str(value).expect("header"));
+            }
+            headers
+        };
+        let cookie = (header::COOKIE, format!("a=1; {COOKIE}={token}; b=2"));
+        let from_cookie = owner_of(&headers(std::slice::from_ref(&cookie))).expect("an owner");
+        assert_eq!((&*from_cookie.token, from_cookie.is_new), (token.as_str(), false));
+        let other = "f".repeat(64);
+        let bearer = (header::AUTHORIZATION, format!("Bearer {other}"));
+        assert_eq!(&*owner_of(&headers(&[cookie.clone(), bearer])).expect("an owner").token, other, "bearer wins");
+        let bad = (header::AUTHORIZATION, "Bearer let-me-in".to_string());
+        assert!(matches!(owner_of(&headers(&[bad])), Err(AppError::BadToken)));
+        let malformed_cookie = (header::COOKIE, format!("{COOKIE}=ABC"));
+        assert!(owner_of(&headers(&[malformed_cookie])).expect("an owner").is_new);
+        assert!(owner_of(&headers(&[])).expect("an owner").is_new);
     }
 }

@@ -21,13 +21,32 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
-/// Adds the headers every response carries: no MIME sniffing, no cross-origin referrers.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
-    headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
-    response
+/// Gives the page being rendered its Content-Security-Policy, with the nonce Leptos made for
+/// this response (and puts on its inline scripts). Runs in every page render's context.
+pub fn page_policy() {
+    use leptos::prelude::use_context;
+    let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+    else {
+        return;
+    };
+    if let Ok(policy) = HeaderValue::from_str(&content_security_policy(&nonce)) {
+        response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+    }
+}
+
+/// The headers every response carries, unless it set them itself: no MIME sniffing, no
+/// cross-origin referrers.
+pub fn static_headers<S>(router: axum::Router<S>) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use tower_http::set_header::SetResponseHeaderLayer;
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
 }
 
 /// Why a request counts as cross-site, or `None` when it may go on.
