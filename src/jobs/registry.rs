@@ -212,6 +212,12 @@ impl KindRegistry {
         self.kinds.get(kind).map(|k| (k.prepare)(params))
     }
 
+    /// Whether `params` would be accepted for `kind`, without starting anything: `None` when
+    /// no such kind exists, else what starting it would say of the params.
+    pub fn check_params(&self, kind: &str, params: Value) -> Option<Result<(), String>> {
+        self.prepare(kind, params).map(|prepared| prepared.map(drop))
+    }
+
     /// Whether `kind` continues from its checkpoint after a restart.
     pub fn is_resumable(&self, kind: &str) -> bool {
         self.kinds.get(kind).is_some_and(|k| k.resumable)
