@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod disk;
+pub mod faults;
 pub mod process;
 
 use std::net::SocketAddr;
