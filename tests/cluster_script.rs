@@ -91,7 +91,8 @@ async fn the_cluster_script_serves_streams_unbuffered_survives_a_kill_and_stops_
         assert!(log.contains(&format!("upstream=127.0.0.1:{p}")), "instance {p} served requests: {log}");
     }
     // ... and go on when one of them is killed.
-    std::process::Command::new("kill").args(["-9", &pids[0].to_string()]).status().expect("kill");
+    let killed = std::process::Command::new("kill").args(["-9", &pids[0].to_string()]).status().expect("kill");
+    assert!(killed.success(), "kill -9 {} failed: the instance was not running", pids[0]);
     for _ in 0..9 {
         let (code, job) = client.job(&front, &id).await;
         assert_eq!((code, job["status"].as_str()), (200, Some("completed")));
@@ -102,7 +103,7 @@ async fn the_cluster_script_serves_streams_unbuffered_survives_a_kill_and_stops_
     std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     let status =
         tokio::time::timeout(Duration::from_secs(45), script.wait()).await.expect("stops within 45 s").expect("waited");
-    assert!(status.code().is_some(), "{status:?}");
+    assert_eq!(status.code(), Some(143), "stopped by its TERM trap: {status:?}");
     for p in instance_ports.into_iter().chain([port, redis_port]) {
         assert!(!listening(p), "port {p} is still served after the stop");
     }

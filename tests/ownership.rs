@@ -94,6 +94,7 @@ async fn api_clients_use_the_bearer_token_they_are_given() {
         .send()
         .await
         .expect("post");
+    assert_eq!(again.status(), 202);
     assert!(again.json::<Value>().await.expect("json").get("owner_token").is_none());
 }
 

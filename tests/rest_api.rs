@@ -226,7 +226,11 @@ async fn past_the_running_bound_jobs_queue_with_their_position_and_past_the_queu
     let state = |id: &str| {
         let url = app.url(&format!("/api/jobs/{id}"));
         let client = app.client.clone();
-        async move { client.get(url).send().await.expect("get").json::<Value>().await.expect("json") }
+        async move {
+            let response = client.get(url).send().await.expect("get");
+            assert_eq!(response.status(), StatusCode::OK, "the job is there");
+            response.json::<Value>().await.expect("json")
+        }
     };
     let second = state(&ids[1]).await;
     assert_eq!((second["status"].as_str(), second["queue_position"].as_u64()), (Some("pending"), Some(1)));
@@ -242,12 +246,20 @@ async fn past_the_running_bound_jobs_queue_with_their_position_and_past_the_queu
         .contains("1 are running and the queue of 2 waiting jobs is full"));
 
     // Cancelling a waiting job moves the one behind it up; then all run in turn.
-    app.client.delete(app.url(&format!("/api/jobs/{}", ids[1]))).send().await.expect("delete");
-    assert_eq!(state(&ids[1]).await["status"], "cancelled");
+    let cancelled = app.client.delete(app.url(&format!("/api/jobs/{}", ids[1]))).send().await.expect("delete");
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED, "{:?}", cancelled.text().await);
+    // A state is shown once the store has it: the cancellation shows a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while state(&ids[1]).await["status"] != "cancelled" {
+        assert!(tokio::time::Instant::now() < deadline, "the waiting job was not cancelled within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(state(&ids[2]).await["queue_position"], 1);
     let (events, _) = read_events(app.events(&ids[2], None, "").await, usize::MAX).await;
     assert_eq!(data(&events[events.len() - 2])["status"], "completed");
-    assert!(state(&ids[2]).await.get("queue_position").is_none());
+    let done = state(&ids[2]).await;
+    assert_eq!(done["status"], "completed");
+    assert!(done.get("queue_position").is_none(), "{done}");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ import { JobPage } from "../fixtures/job-page";
 
 /** Event streams open now in each tab (EventSource objects not closed). */
 async function openStreams(tabs: Page[]): Promise<number[]> {
-  return Promise.all(tabs.map((tab) => tab.evaluate(() => window.__eventSources?.open ?? 0)));
+  // No `?? 0`: a tab whose counter was never installed must fail, not read as "no stream".
+  return Promise.all(tabs.map((tab) => tab.evaluate(() => window.__eventSources.open)));
 }
 
 /** The tab holding the browser's stream, once exactly one tab holds one. */
