@@ -218,10 +218,14 @@ test.describe("pages", () => {
     page.on("request", (request) => {
       if (request.url().includes("/api/job_kinds")) refetched.push(request.url());
     });
+    // A mark on the window: a full page load (which would render the kinds on the server and
+    // fetch nothing) would wipe it.
+    await page.evaluate(() => ((window as unknown as { sameDocument: boolean }).sameDocument = true));
     await job.startJob("failing");
     await job.waitForStatus("Failed");
     await expect(job.kind).toHaveValue("failing");
     expect(refetched).toEqual([]);
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(true);
 
     // Loaded straight from the server, a job's page picks the kind of its job.
     const id = await job.openNewJob("ticker", { steps: 2, interval_ms: 50 });
