@@ -9,6 +9,10 @@
 //! - `jobs`: 1,000 clients, each starts its own 50-step `ticker` @20 ms and streams it to the end;
 //! - `idle`: `IDLE_N` (default 10,000) streams held 5 s on one long job: RSS per stream;
 //! - `fanout`: 1,000 clients connect at once to ONE job of 250 steps @20 ms.
+//! - `slow`: 200 clients follow one job of 500 steps @10 ms with a replay window of 64 events,
+//!   run twice: alone, then beside 50 slow readers (4 KB/s each, 4 KiB receive buffers). It
+//!   prints the others' lag p99 both times, the server's RSS growth with the slow readers, and
+//!   how many slow readers were told `reset` when they fell out of the window.
 //!
 //! The server keeps its jobs in a new SQLite file (the default store); `SSE_PROGRESS_STORE`
 //! picks another (e.g. `redis://127.0.0.1:6379/0`). CPU and RSS are read from `/proc`, so this
@@ -53,6 +57,10 @@ struct Scenario {
     hold: Option<Duration>,
     /// Lag is sampled only after this many events of each client (skips replayed history).
     lag_skip: u64,
+    /// Readers of the shared job that read 4 KB a second.
+    slow_readers: usize,
+    /// Events each job keeps for replay (the server's default when `None`).
+    replay_capacity: Option<u32>,
 }
 
 /// The server's CPU seconds and RSS in KiB.
@@ -81,9 +89,13 @@ fn percentile(values: &mut [u64], p: f64) -> f64 {
     values[((values.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-async fn start_server(store: &str) -> (Child, u16) {
+async fn start_server(store: &str, replay_capacity: Option<u32>) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let child = Command::new(env!("CARGO_BIN_EXE_sse-progress"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sse-progress"));
+    if let Some(capacity) = replay_capacity {
+        command.env("SSE_PROGRESS_REPLAY_CAPACITY", capacity.to_string());
+    }
+    let child = command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
         .env("LEPTOS_ENV", "PROD")
@@ -194,7 +206,7 @@ async fn follow(
 }
 
 async fn run(scenario: Scenario, store: &str) -> Value {
-    let (mut child, port) = start_server(store).await;
+    let (mut child, port) = start_server(store, scenario.replay_capacity).await;
     let pid = child.id().expect("a pid");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("a client");
@@ -206,6 +218,14 @@ async fn run(scenario: Scenario, store: &str) -> Value {
         None
     };
     let (cpu_before, rss_before) = cpu_rss(pid);
+    let slow_resets = Arc::new(AtomicU64::new(0));
+    let hurry = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow: Vec<_> = (0..scenario.slow_readers)
+        .map(|_| {
+            let job = shared.clone().expect("slow readers follow the shared job");
+            tokio::spawn(read_slowly(port, job, slow_resets.clone(), hurry.clone()))
+        })
+        .collect();
     let t0 = Instant::now();
     let mut clients = Vec::with_capacity(scenario.clients);
     for n in 0..scenario.clients {
@@ -238,6 +258,10 @@ async fn run(scenario: Scenario, store: &str) -> Value {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu_after, rss_after) = cpu_rss(pid);
+    // The slow readers, if any, now read what they can as fast as they can: each finds either
+    // every event or the `reset` that says it fell behind.
+    hurry.store(true, Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(slow)).await;
     for client in clients {
         client.abort();
     }
@@ -263,13 +287,51 @@ async fn run(scenario: Scenario, store: &str) -> Value {
         "lag_ms_p50": percentile(&mut lag, 0.5),
         "lag_ms_p99": percentile(&mut lag, 0.99),
         "first_event_ms_p99": percentile(&mut first, 0.99),
+        "server_rss_kb_growth": rss_after.saturating_sub(rss_before),
+        "slow_readers": scenario.slow_readers,
+        "slow_readers_reset": slow_resets.load(Relaxed),
     })
+}
+
+/// Reads the shared job's stream at about 4 KB a second through a 4 KiB receive buffer, as a
+/// client on a bad mobile link would, and counts `reset` events (one per reader at most).
+async fn read_slowly(
+    port: u16,
+    (id, token): (String, String),
+    resets: Arc<AtomicU64>,
+    hurry: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    let _ = socket.set_recv_buffer_size(4096);
+    let Ok(mut tcp) = socket.connect(([127, 0, 0, 1], port).into()).await else { return };
+    let head = format!(
+        "GET /api/jobs/{id}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let (mut buffer, mut tail) = ([0u8; 512], Vec::new());
+    while let Ok(n @ 1..) = tcp.read(&mut buffer).await {
+        tail.extend_from_slice(&buffer[..n]);
+        if tail.windows(12).any(|w| w == b"event: reset") {
+            resets.fetch_add(1, Relaxed);
+            return;
+        }
+        tail.drain(..tail.len().saturating_sub(12));
+        if !hurry.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(125)).await;
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let picked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wants = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
+    let wants = |name: &str| {
+        let name = name.strip_suffix("-base").unwrap_or(name);
+        picked.is_empty() || picked.iter().any(|p| p == name)
+    };
     let dir = tempfile::tempdir().expect("a temporary folder");
     let chosen = std::env::var("SSE_PROGRESS_STORE").ok();
     let idle_n = std::env::var("IDLE_N").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
@@ -283,6 +345,8 @@ async fn main() {
             shared: false,
             hold: None,
             lag_skip: 0,
+            slow_readers: 0,
+            replay_capacity: None,
         },
         Scenario {
             name: "idle",
@@ -293,6 +357,8 @@ async fn main() {
             shared: true,
             hold: Some(Duration::from_secs(5)),
             lag_skip: 0,
+            slow_readers: 0,
+            replay_capacity: None,
         },
         Scenario {
             name: "fanout",
@@ -303,6 +369,33 @@ async fn main() {
             shared: true,
             hold: None,
             lag_skip: 50,
+            slow_readers: 0,
+            replay_capacity: None,
+        },
+        // `slow` runs these two, one after the other.
+        Scenario {
+            name: "slow-base",
+            clients: 200,
+            ramp: 0,
+            steps: 500,
+            interval_ms: 10,
+            shared: true,
+            hold: None,
+            lag_skip: 50,
+            slow_readers: 0,
+            replay_capacity: Some(64),
+        },
+        Scenario {
+            name: "slow",
+            clients: 200,
+            ramp: 0,
+            steps: 500,
+            interval_ms: 10,
+            shared: true,
+            hold: None,
+            lag_skip: 50,
+            slow_readers: 50,
+            replay_capacity: Some(64),
         },
     ];
     println!("store: {}", chosen.as_deref().unwrap_or("a new SQLite file for each scenario"));
@@ -314,7 +407,7 @@ async fn main() {
         rows.push(result);
     }
     println!(
-        "\n{:<7} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>11} {:>8} {:>8} {:>10}",
+        "\n{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>11} {:>8} {:>8} {:>10}",
         "scen",
         "events",
         "failed",
@@ -330,7 +423,7 @@ async fn main() {
     for r in &rows {
         let n = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<7} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10.2} {:>11.2} {:>8.2} {:>8.2} {:>10.1}",
+            "{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10.2} {:>11.2} {:>8.2} {:>8.2} {:>10.1}",
             r["scenario"].as_str().unwrap_or_default(),
             n("events"),
             n("failed"),
@@ -342,6 +435,21 @@ async fn main() {
             n("lag_ms_p50"),
             n("lag_ms_p99"),
             n("first_event_ms_p99")
+        );
+    }
+    let row = |name: &str| rows.iter().find(|r| r["scenario"] == name);
+    if let (Some(base), Some(slow)) = (row("slow-base"), row("slow")) {
+        let lag = |r: &Value| r["lag_ms_p99"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "\nslow readers: the others' lag p99 {:.2} ms alone, {:.2} ms beside {} slow readers ({:+.1} %); \
+             server RSS grew {} KiB alone, {} KiB with them; {} of them were told reset",
+            lag(base),
+            lag(slow),
+            slow["slow_readers"],
+            (lag(slow) / lag(base) - 1.0) * 100.0,
+            base["server_rss_kb_growth"],
+            slow["server_rss_kb_growth"],
+            slow["slow_readers_reset"],
         );
     }
 }

@@ -39,6 +39,11 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long the head of a new connection's first request may take to arrive before the
 /// connection is handed to hyper as it is; and then how long hyper waits for a head.
 const HEAD_WAIT: Duration = Duration::from_secs(5);
+/// The kernel send buffer of a stream's socket (Linux doubles it for its own bookkeeping).
+/// Without it, loopback and LAN autotuning let the kernel hold up to 4 MiB for a reader that
+/// does not read (`net.ipv4.tcp_wmem`); a stream sends a few hundred bytes at a time, and 32
+/// KiB in flight covers 100 ms of round trip at 2.6 Mbit/s.
+const STREAM_SEND_BUFFER: usize = 32 * 1024;
 /// The longest error or empty answer to a stream request (they are problem documents).
 const MAX_ANSWER: usize = 64 * 1024;
 /// How long what the server sent may stay unacknowledged before the kernel gives the
@@ -253,6 +258,9 @@ fn head_of<B>(response: &Response<B>, content_length: Option<usize>) -> Vec<u8> 
 
 /// Writes an event stream as it comes, until it ends or the client leaves.
 async fn write_stream(mut tcp: TcpStream, response: Response<Body>) {
+    // A small kernel send buffer: a client that reads slowly then holds up its own stream (which
+    // falls behind in the replay log and resumes with a `reset`), not megabytes of kernel memory.
+    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(STREAM_SEND_BUFFER);
     if tcp.write_all(&head_of(&response, None)).await.is_err() {
         return;
     }
