@@ -325,6 +325,23 @@ async fn read_slowly(
     }
 }
 
+/// 200 clients of one job of 500 steps @10 ms, with a replay window of 64 events, beside
+/// `slow_readers` slow readers.
+fn slow(name: &'static str, slow_readers: usize) -> Scenario {
+    Scenario {
+        name,
+        clients: 200,
+        ramp: 0,
+        steps: 500,
+        interval_ms: 10,
+        shared: true,
+        hold: None,
+        lag_skip: 50,
+        slow_readers,
+        replay_capacity: Some(64),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let picked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -373,30 +390,8 @@ async fn main() {
             replay_capacity: None,
         },
         // `slow` runs these two, one after the other.
-        Scenario {
-            name: "slow-base",
-            clients: 200,
-            ramp: 0,
-            steps: 500,
-            interval_ms: 10,
-            shared: true,
-            hold: None,
-            lag_skip: 50,
-            slow_readers: 0,
-            replay_capacity: Some(64),
-        },
-        Scenario {
-            name: "slow",
-            clients: 200,
-            ramp: 0,
-            steps: 500,
-            interval_ms: 10,
-            shared: true,
-            hold: None,
-            lag_skip: 50,
-            slow_readers: 50,
-            replay_capacity: Some(64),
-        },
+        slow("slow-base", 0),
+        slow("slow", 50),
     ];
     println!("store: {}", chosen.as_deref().unwrap_or("a new SQLite file for each scenario"));
     let mut rows = Vec::new();
