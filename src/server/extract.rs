@@ -126,11 +126,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// route itself, so no list is kept by hand).
 pub async fn explain_wrong_method(request: Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let method = request.method().to_string();
+    // Every request passes here: the method is kept as it is (no allocation), and spelled out
+    // only for a 405.
+    let method = request.method().clone();
     let response = next.run(request).await;
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
+    let method = method.to_string();
     let allowed = response
         .headers()
         .get(axum::http::header::ALLOW)

@@ -82,10 +82,6 @@ pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
-/// Where a request comes from, as the limits see it; in the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
 /// The open streams, counted by address and by owner.
 #[derive(Default)]
 struct OpenStreams {
@@ -245,15 +241,14 @@ fn may_stream(request: &Request) -> bool {
     }
 }
 
-/// The middleware: finds the client's address (into the request's extensions as
-/// [`ClientAddr`]) and applies the bounds. Runs after `owner::identify`.
-pub async fn limit(State(limits): State<Arc<ClientLimits>>, mut request: Request, next: Next) -> Response {
+/// The middleware: finds the client's address and applies the bounds. Runs after
+/// `owner::identify`.
+pub async fn limit(State(limits): State<Arc<ClientLimits>>, request: Request, next: Next) -> Response {
     let Some(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
         // Served without a connection (a test's `oneshot`): nothing to count by.
         return next.run(request).await;
     };
     let client = limits.client_of(peer, request.headers());
-    request.extensions_mut().insert(ClientAddr(client));
     if limits.is_exempt(client) {
         return next.run(request).await;
     }
