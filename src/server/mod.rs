@@ -22,6 +22,7 @@ pub mod security;
 pub mod state;
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -29,7 +30,7 @@ use axum::http::Uri;
 use axum::routing::{any, get, post};
 use axum::{middleware, Router};
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::compression::CompressionLayer;
@@ -68,9 +69,17 @@ async fn route_not_found(uri: Uri) -> AppError {
     AppError::RouteNotFound(uri.path().to_string())
 }
 
+/// The app's page routes, found once per process by rendering the app with its resources held
+/// back. Leptos holds them back with one flag for the whole process (leptos_server's
+/// `SuppressResourceLoad`, leptos issue #4773): a page rendered on another thread while routes
+/// are being found has its resource wait for ever. Finding them once, before any router exists,
+/// means no page can be rendering then, however many servers a process builds (the tests build
+/// one per test, in parallel; a page render stalled in about 3 % of such runs).
+static PAGE_ROUTES: LazyLock<Vec<AxumRouteListing>> = LazyLock::new(|| generate_route_list(App));
+
 /// The whole application: pages, server functions, and the API routes.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = PAGE_ROUTES.clone();
     let engine = state.engine.clone();
     let options = state.leptos_options.clone();
     let app = Router::new()
