@@ -3,23 +3,23 @@
 //! (`SSE_PROGRESS_STORE`) and picks up the jobs a previous run left there, listens where
 //! `LEPTOS_SITE_ADDR` says, and shuts down gracefully on Ctrl-C or SIGTERM.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use leptos::config::get_configuration;
 use sse_progress::cli::{self, Cli, Command};
 use sse_progress::jobs::{kinds, store, JobEngine};
-use sse_progress::server::config::{engine_config_from_env, limits_config_from_env};
+use sse_progress::server::config::{self, ServeSettings};
 use sse_progress::server::{self, AppState};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let config = engine_config_from_env()?;
-    let limits = limits_config_from_env()?;
-    let store = store::open(std::env::var("SSE_PROGRESS_STORE").ok().as_deref())?;
-    let (engine, _recovered) = JobEngine::open(config, kinds::builtin(), store)?;
+async fn serve(settings: ServeSettings) -> Result<(), Box<dyn std::error::Error>> {
+    let limits = settings.limits_config();
+    let store = store::open(settings.store.as_deref())?;
+    let (engine, _recovered) = JobEngine::open(settings.engine_config(), kinds::builtin(), store)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(filter))
@@ -42,10 +42,27 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The command, from the command line and (for `serve`) the environment; or, when either
+/// holds something not allowed, a message that says what and exit code 2.
+fn command() -> Command {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let parsed = Cli::try_parse_from(&args).and_then(|cli| match cli.command {
+        Some(command) => Ok(command),
+        None => ServeSettings::from_env().map(Command::Serve),
+    });
+    parsed.unwrap_or_else(|error| match config::explain(&error, &Cli::command(), &args) {
+        Some(message) => {
+            eprintln!("sse-progress: {message}");
+            std::process::exit(2)
+        }
+        None => error.exit(),
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command.unwrap_or(Command::Serve) {
-        Command::Serve => match serve().await {
+    match command() {
+        Command::Serve(settings) => match serve(settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sse-progress: {e}");

@@ -88,3 +88,41 @@ async fn a_full_disk_is_told_at_start_up() {
     let failure = refused(&sqlite_store(disk.path())).await;
     assert_clear(&failure, &["is full", "free some space"]);
 }
+
+/// Runs `sse-progress ARGS` with `env` and returns its exit code and what it said on stderr.
+async fn refused_settings(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-progress"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("SSE_PROGRESS_STORE", "memory")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), output)
+        .await
+        .expect("it exits at once")
+        .expect("the binary runs");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_setting_out_of_range_names_what_was_set_and_what_is_allowed() {
+    // Set in the environment: the message names the variable, not a flag nobody typed.
+    for args in [&[][..], &["serve"][..]] {
+        let (code, stderr) = refused_settings(args, &[("SSE_PROGRESS_MAX_JOBS", "0")]).await;
+        assert_eq!(code, Some(2), "a usage error: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "sse-progress: environment variable SSE_PROGRESS_MAX_JOBS=\"0\" is not valid: a whole number from 1 to 10000000"
+        );
+    }
+    let (code, stderr) = refused_settings(&[], &[("SSE_PROGRESS_TRUSTED_PROXIES", "10.0.0.1, nginx")]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("environment variable SSE_PROGRESS_TRUSTED_PROXIES=\"10.0.0.1, nginx\""), "{stderr}");
+    assert!(stderr.contains("\"nginx\" is not an IP address or network"), "{stderr}");
+    // Typed as a flag: clap's message, which names the flag.
+    let (code, stderr) = refused_settings(&["serve", "--max-running", "0"], &[("SSE_PROGRESS_MAX_RUNNING", "5")]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("'--max-running <N>'") && stderr.contains("a whole number from 1 to 100000"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

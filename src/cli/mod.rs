@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::server::config::ServeSettings;
+
 pub use run::{parse_param, run};
 pub use watch::{events_url, watch, Outcome};
 
@@ -26,8 +28,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the web app and API where LEPTOS_SITE_ADDR says (the default).
-    Serve,
+    /// Serve the web app and API where LEPTOS_SITE_ADDR says (the default; without `serve`,
+    /// the settings come from the environment alone).
+    Serve(ServeSettings),
     /// Follow a job's progress in the terminal until it ends.
     Watch {
         /// A job id, or a URL of its page, status resource or event stream.
