@@ -85,6 +85,7 @@ async fn a_polling_client_follows_202_location_and_retry_after_to_the_result() {
         assert_eq!(early["code"], "result_not_ready");
         tokio::time::sleep(Duration::from_secs(wait)).await;
     };
+    assert!(polls >= 2, "the job was seen running, and its Retry-After followed, before it ended");
     assert_eq!(last["progress"], 100.0);
     assert_eq!(last["links"][2]["href"], format!("{location}/result"));
     let result: Value = app

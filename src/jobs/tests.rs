@@ -486,6 +486,8 @@ async fn swept_jobs_leave_the_store_too(b: Backend) {
         },
     );
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
+    engine.flush().await;
+    assert!(b.store.load().expect("loads").iter().any(|(r, _)| r.id == id), "the ended job is in the store");
     tokio::time::sleep(Duration::from_secs(70)).await;
     engine.flush().await;
     assert!(engine.snapshot(id).await.is_none());
