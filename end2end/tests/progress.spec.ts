@@ -97,6 +97,7 @@ test.describe("a job's live progress", () => {
     await page.reload();
     const after = await job.observed();
     // The very first state the page shows is the server-rendered snapshot: no flash of 0 %.
+    expect(after[0].hydrated, `seen before the app ran: ${JSON.stringify(after[0])}`).toBe(false);
     expect(after[0].now, `first paint after reload: ${JSON.stringify(after[0])}`).toBeGreaterThanOrEqual(before.now);
     expect(after[0].step).toMatch(/^Step \d+ of 10: Tick \d+$/);
 
