@@ -10,9 +10,11 @@
 //! - `idle`: `IDLE_N` (default 10,000) streams held 5 s on one long job: RSS per stream;
 //! - `fanout`: 1,000 clients connect at once to ONE job of 250 steps @20 ms.
 //! - `slow`: 200 clients follow one job of 500 steps @10 ms with a replay window of 64 events,
-//!   run twice: alone, then beside 50 slow readers (4 KB/s each, 4 KiB receive buffers). It
-//!   prints the others' lag p99 both times, the server's RSS growth with the slow readers, and
-//!   how many slow readers were told `reset` when they fell out of the window.
+//!   alone, then beside `SLOW_READERS` (default 50) slow readers (4 KB/s each, 4 KiB receive
+//!   buffers), the pair `SLOW_ROUNDS` times (default 5) so that the machine's drift falls on both alike. It prints
+//!   the others' lag p99 each time and the median of the rounds' ratios, the server's RSS
+//!   growth with the slow readers, and how many slow readers were told `reset` when they fell
+//!   out of the window.
 //!
 //! The server keeps its jobs in a new SQLite file (the default store); `SSE_PROGRESS_STORE`
 //! picks another (e.g. `redis://127.0.0.1:6379/0`). CPU and RSS are read from `/proc`, so this
@@ -345,13 +347,12 @@ fn slow(name: &'static str, slow_readers: usize) -> Scenario {
 #[tokio::main]
 async fn main() {
     let picked: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wants = |name: &str| {
-        let name = name.strip_suffix("-base").unwrap_or(name);
-        picked.is_empty() || picked.iter().any(|p| p == name)
-    };
+    let wants = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
     let dir = tempfile::tempdir().expect("a temporary folder");
     let chosen = std::env::var("SSE_PROGRESS_STORE").ok();
     let idle_n = std::env::var("IDLE_N").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let slow_rounds: usize = std::env::var("SLOW_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(5);
+    let slow_readers: usize = std::env::var("SLOW_READERS").ok().and_then(|n| n.parse().ok()).unwrap_or(50);
     let scenarios = [
         Scenario {
             name: "jobs",
@@ -389,9 +390,6 @@ async fn main() {
             slow_readers: 0,
             replay_capacity: None,
         },
-        // `slow` runs these two, one after the other.
-        slow("slow-base", 0),
-        slow("slow", 50),
     ];
     println!("store: {}", chosen.as_deref().unwrap_or("a new SQLite file for each scenario"));
     let mut rows = Vec::new();
@@ -400,6 +398,19 @@ async fn main() {
         let result = run(scenario, &store).await;
         println!("{result}");
         rows.push(result);
+    }
+    // Alone, then with slow readers, in turns.
+    let mut pairs = Vec::new();
+    for round in 0..if wants("slow") { slow_rounds } else { 0 } {
+        let mut pair = Vec::new();
+        for scenario in [slow("slow-base", 0), slow("slow", slow_readers)] {
+            let store = chosen.clone().unwrap_or_else(|| format!("sqlite:{}/slow-{round}.db", dir.path().display()));
+            let result = run(scenario, &store).await;
+            println!("{result}");
+            rows.push(result.clone());
+            pair.push(result);
+        }
+        pairs.push(pair);
     }
     println!(
         "\n{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>11} {:>8} {:>8} {:>10}",
@@ -432,19 +443,31 @@ async fn main() {
             n("first_event_ms_p99")
         );
     }
-    let row = |name: &str| rows.iter().find(|r| r["scenario"] == name);
-    if let (Some(base), Some(slow)) = (row("slow-base"), row("slow")) {
-        let lag = |r: &Value| r["lag_ms_p99"].as_f64().unwrap_or(f64::NAN);
+    if !pairs.is_empty() {
+        let n = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!("\nslow readers, round by round (the others' lag p99 alone / beside them; slow readers told reset):");
+        let mut ratios = Vec::new();
+        for (i, pair) in pairs.iter().enumerate() {
+            let (base, slow) = (&pair[0], &pair[1]);
+            let ratio = n(slow, "lag_ms_p99") / n(base, "lag_ms_p99");
+            ratios.push(ratio);
+            println!(
+                "  {}: {:.2} / {:.2} ms ({:+.1} %); {} of {} reset; server RSS growth {} KiB alone, {} KiB with them",
+                i + 1,
+                n(base, "lag_ms_p99"),
+                n(slow, "lag_ms_p99"),
+                (ratio - 1.0) * 100.0,
+                slow["slow_readers_reset"],
+                slow["slow_readers"],
+                base["server_rss_kb_growth"],
+                slow["server_rss_kb_growth"],
+            );
+        }
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "\nslow readers: the others' lag p99 {:.2} ms alone, {:.2} ms beside {} slow readers ({:+.1} %); \
-             server RSS grew {} KiB alone, {} KiB with them; {} of them were told reset",
-            lag(base),
-            lag(slow),
-            slow["slow_readers"],
-            (lag(slow) / lag(base) - 1.0) * 100.0,
-            base["server_rss_kb_growth"],
-            slow["server_rss_kb_growth"],
-            slow["slow_readers_reset"],
+            "median change of the others' lag p99 with slow readers: {:+.1} % (of {} rounds)",
+            (ratios[ratios.len() / 2] - 1.0) * 100.0,
+            ratios.len()
         );
     }
 }
