@@ -277,6 +277,12 @@ fn row_due(rows: &HashMap<JobId, RowStamp>, id: JobId, state: &Snapshot) -> bool
         .is_none_or(|(status, at)| *status != state.status || state.ts.saturating_sub(*at) >= ROW_REWRITE_EVERY_MS)
 }
 
+/// The newest kept event's number. Written `job = +?1`, not `job = ?1`: the bundled SQLite
+/// (built with STAT4) prepares `max(seq) ... WHERE job = ?1` again each time a new job id is
+/// bound, a parse and plan per job per batch (1.2 % of the server's samples with 1,000 jobs
+/// running); the `+` leaves the plan (a primary-key search) as it was.
+const LAST_KEPT_SEQ: &str = "SELECT max(seq) FROM events WHERE job = +?1";
+
 /// Writes `batch`; returns the row stamps it changed (`None`: forget the job's stamp), for the
 /// caller to apply once the transaction has committed.
 fn write_batch(
@@ -310,10 +316,7 @@ fn write_batch(
             let kept: Option<u64> = if created {
                 Some(0)
             } else {
-                tx.prepare_cached("SELECT max(seq) FROM events WHERE job = ?1")?
-                    .query_row([&id], |r| r.get::<_, Option<u64>>(0))
-                    .optional()?
-                    .flatten()
+                tx.prepare_cached(LAST_KEPT_SEQ)?.query_row([&id], |r| r.get::<_, Option<u64>>(0)).optional()?.flatten()
             };
             if kept.is_some_and(|kept| first.seq() != kept + 1) {
                 return Err(rusqlite::Error::ToSqlConversionFailure(
@@ -485,5 +488,27 @@ impl JobStore for SqliteStore {
 
     fn ping(&self) -> Result<(), StoreError> {
         self.lock().conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ()).map_err(|e| self.err(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::{LAST_KEPT_SEQ, SCHEMA};
+
+    #[test]
+    fn the_newest_kept_event_is_found_by_key_and_its_statement_is_prepared_once() {
+        let conn = Connection::open_in_memory().expect("a database");
+        conn.execute_batch(SCHEMA).expect("the schema");
+        let plan: String =
+            conn.query_row(&format!("EXPLAIN QUERY PLAN {LAST_KEPT_SEQ}"), ["a"], |r| r.get(3)).expect("a plan");
+        assert_eq!(plan, "SEARCH events USING PRIMARY KEY (job=?)");
+        conn.execute("INSERT INTO events (job, seq, log, data) VALUES ('b', 7, 0, '{}')", []).expect("an event");
+        for (job, newest) in [("a", None), ("b", Some(7)), ("c", None), ("b", Some(7))] {
+            let mut statement = conn.prepare_cached(LAST_KEPT_SEQ).expect("prepared");
+            assert_eq!(statement.query_row([job], |r| r.get::<_, Option<u64>>(0)).expect("a row"), newest);
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "prepared again for job {job}");
+        }
     }
 }
