@@ -66,7 +66,8 @@ struct Scenario {
 }
 
 /// The server's CPU seconds and RSS in KiB.
-fn cpu_rss(pid: u32) -> (f64, u64) {
+/// The server's CPU seconds in user space and in the kernel, and its RSS in KiB.
+fn cpu_rss(pid: u32) -> (f64, f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
@@ -76,7 +77,7 @@ fn cpu_rss(pid: u32) -> (f64, u64) {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    ((ticks(11) + ticks(12)) / 100.0, rss)
+    (ticks(11) / 100.0, ticks(12) / 100.0, rss)
 }
 
 fn now_us() -> u64 {
@@ -219,7 +220,7 @@ async fn run(scenario: Scenario, store: &str) -> Value {
     } else {
         None
     };
-    let (cpu_before, rss_before) = cpu_rss(pid);
+    let (user_before, sys_before, rss_before) = cpu_rss(pid);
     let slow_resets = Arc::new(AtomicU64::new(0));
     let hurry = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slow: Vec<_> = (0..scenario.slow_readers)
@@ -259,7 +260,7 @@ async fn run(scenario: Scenario, store: &str) -> Value {
         }
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (cpu_after, rss_after) = cpu_rss(pid);
+    let (user_after, sys_after, rss_after) = cpu_rss(pid);
     // The slow readers, if any, now read what they can as fast as they can: each finds either
     // every event or the `reset` that says it fell behind.
     hurry.store(true, Relaxed);
@@ -270,7 +271,8 @@ async fn run(scenario: Scenario, store: &str) -> Value {
     let _ = child.kill().await;
     let events = tally.events.load(Relaxed);
     let connected = tally.connected.load(Relaxed);
-    let cpu = cpu_after - cpu_before;
+    let (user, sys) = (user_after - user_before, sys_after - sys_before);
+    let cpu = user + sys;
     let mut first = tally.first_us.lock().expect("tally").clone();
     let mut lag = tally.lag_us.lock().expect("tally").clone();
     json!({
@@ -285,6 +287,8 @@ async fn run(scenario: Scenario, store: &str) -> Value {
         "reordered": tally.reordered.load(Relaxed),
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "server_cpu_us_per_event": if events > 0 { (cpu * 1e6 / events as f64 * 100.0).round() / 100.0 } else { f64::NAN },
+        // The kernel's part: on loopback the sender also pays for the receiving side of TCP.
+        "server_cpu_kernel_share": if cpu > 0.0 { (sys / cpu * 100.0).round() / 100.0 } else { f64::NAN },
         "server_rss_kb_per_stream": if connected > 0 { (rss_after.saturating_sub(rss_before) as f64 / connected as f64 * 100.0).round() / 100.0 } else { f64::NAN },
         "lag_ms_p50": percentile(&mut lag, 0.5),
         "lag_ms_p99": percentile(&mut lag, 0.99),
@@ -413,7 +417,7 @@ async fn main() {
         pairs.push(pair);
     }
     println!(
-        "\n{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>11} {:>8} {:>8} {:>10}",
+        "\n{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10} {:>7} {:>11} {:>8} {:>8} {:>10}",
         "scen",
         "events",
         "failed",
@@ -421,6 +425,7 @@ async fn main() {
         "dup",
         "reord",
         "cpu_us/ev",
+        "kernel",
         "rss_kb/str",
         "lag_p50",
         "lag_p99",
@@ -429,7 +434,7 @@ async fn main() {
     for r in &rows {
         let n = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10.2} {:>11.2} {:>8.2} {:>8.2} {:>10.1}",
+            "{:<9} {:>8} {:>7} {:>5} {:>4} {:>5} {:>10.2} {:>6.0}% {:>11.2} {:>8.2} {:>8.2} {:>10.1}",
             r["scenario"].as_str().unwrap_or_default(),
             n("events"),
             n("failed"),
@@ -437,6 +442,7 @@ async fn main() {
             n("dup"),
             n("reordered"),
             n("server_cpu_us_per_event"),
+            n("server_cpu_kernel_share") * 100.0,
             n("server_rss_kb_per_stream"),
             n("lag_ms_p50"),
             n("lag_ms_p99"),
