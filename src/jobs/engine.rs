@@ -28,6 +28,9 @@ use crate::model::{JobId, JobStatus, KindDescription, KindInfo, LogLine, Snapsho
 
 /// How long a start waits for the store to keep the new job before it gives up.
 const START_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cancel of a waiting job waits for the store to keep its end before it answers
+/// anyway (a store that does not answer must not hang the caller; the end is kept later).
+const CANCEL_WRITE_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs jobs and remembers them. Cheap to clone: an `Arc` inside.
 #[derive(Clone)]
@@ -59,8 +62,11 @@ pub(crate) struct Inner {
 /// What asking a job to stop did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// The job was running (or waiting) and has been told to stop.
+    /// The job was running and has been told to stop.
     Requested,
+    /// The job was still waiting for a slot: it never ran, and is now cancelled (in the store
+    /// already, so whatever is read next says so).
+    Withdrawn,
     /// The job had already ended, with this status; nothing changed.
     AlreadyEnded(JobStatus),
 }
@@ -519,7 +525,8 @@ impl JobEngine {
                 Ok(CancelReply::Claimed(claimed)) => {
                     let taken = inner.take(claimed);
                     debug_assert_eq!(taken, Taken::Cancelled, "a claimed cancel ends the job");
-                    Some(CancelOutcome::Requested)
+                    let _ = tokio::time::timeout(CANCEL_WRITE_WAIT, inner.journal.flush()).await;
+                    Some(CancelOutcome::Withdrawn)
                 }
                 Err(error) => {
                     tracing::warn!(%id, %error, "could not pass a cancel request to the store");
@@ -530,6 +537,10 @@ impl JobEngine {
         record.request_cancel();
         if inner.scheduler.withdraw(id) {
             inner.finish(&record, Outcome::Cancelled, Duration::ZERO);
+            // A state is shown once the store has it: wait for that (one batch), so that the
+            // answer, and whatever the caller reads next, already says `cancelled`.
+            let _ = tokio::time::timeout(CANCEL_WRITE_WAIT, inner.journal.flush()).await;
+            return Some(CancelOutcome::Withdrawn);
         }
         Some(CancelOutcome::Requested)
     }

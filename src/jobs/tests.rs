@@ -330,9 +330,8 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs(b
     assert_eq!((waiting(second).await.status, waiting(second).await.queue_position), (JobStatus::Pending, Some(1)));
     assert_eq!(waiting(third).await.queue_position, Some(2));
 
-    assert_eq!(engine.cancel(second).await, Some(CancelOutcome::Requested));
-    engine.flush().await;
-    assert_eq!(waiting(second).await.status, JobStatus::Cancelled, "a waiting job ends at once");
+    assert_eq!(engine.cancel(second).await, Some(CancelOutcome::Withdrawn));
+    assert_eq!(waiting(second).await.status, JobStatus::Cancelled, "a waiting job ends at once, and says so");
     assert_eq!(waiting(third).await.queue_position, Some(1), "the one behind moves up");
 
     let first_done = collect(engine.subscribe(first, None).await.expect("kept")).await;

@@ -277,11 +277,12 @@ pub async fn get_logs(
     Ok(Json(JobLogs { id: job, lines: lines.iter().map(|l| LogLine::clone(l)).collect(), dropped, next_after }))
 }
 
-/// Asks the job to stop. `202` while it stops; `200` when it had already ended (nothing changes).
+/// Asks the job to stop. `202` while a running job stops; `200` when the job has ended: it was
+/// still waiting and is now cancelled, or it had already ended (nothing changes).
 #[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")),
     responses(
-        (status = 202, description = "The job was told to stop", body = CancelResponse),
-        (status = 200, description = "The job had already ended; nothing changed", body = CancelResponse),
+        (status = 202, description = "The running job was told to stop", body = CancelResponse),
+        (status = 200, description = "The job has ended: it was waiting and is now cancelled, or it had already ended and nothing changed", body = CancelResponse),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel_job(
@@ -295,6 +296,9 @@ pub async fn cancel_job(
     let snapshot = engine.snapshot(job).await.ok_or(AppError::JobNotFound(id))?;
     let (status, message) = match outcome {
         CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
+        CancelOutcome::Withdrawn => {
+            (StatusCode::OK, "the job had not started; it is cancelled and will not run".to_string())
+        }
         CancelOutcome::AlreadyEnded(status) => {
             (StatusCode::OK, format!("the job had already ended ({status}); nothing changed"))
         }
