@@ -17,12 +17,14 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use futures::StreamExt;
+
+use super::sse;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -256,7 +258,8 @@ fn head_of<B>(response: &Response<B>, content_length: Option<usize>) -> Vec<u8> 
     head
 }
 
-/// Writes an event stream as it comes, until it ends or the client leaves.
+/// Writes an event stream as it comes, until it ends or the client leaves. Events that are
+/// ready together (a resumed stream's replay, a reader that fell behind) go out in one write.
 async fn write_stream(mut tcp: TcpStream, response: Response<Body>) {
     // A small kernel send buffer: a client that reads slowly then holds up its own stream (which
     // falls behind in the replay log and resumes with a `reset`), not megabytes of kernel memory.
@@ -264,19 +267,39 @@ async fn write_stream(mut tcp: TcpStream, response: Response<Body>) {
     if tcp.write_all(&head_of(&response, None)).await.is_err() {
         return;
     }
-    let mut events = response.into_body().into_data_stream();
+    let (parts, body) = response.into_parts();
+    // The stream itself when the response offers it; the body, held unpolled meanwhile, is
+    // dropped (with what the layers keep in it) when the stream ends.
+    match parts.extensions.get::<sse::Direct>().and_then(sse::Direct::take) {
+        Some(stream) => {
+            pump(tcp, stream).await;
+            drop(body);
+        }
+        None => pump(tcp, body).await,
+    }
+}
+
+/// Writes `body` to `tcp` until it ends (then closes the connection) or the client leaves.
+async fn pump(mut tcp: TcpStream, mut body: impl hyper::body::Body<Data = Bytes> + Unpin) {
+    let mut ready = Vec::new();
     let (mut reader, mut writer) = tcp.split();
     let mut scratch = [0u8; 64];
     loop {
         tokio::select! {
-            chunk = events.next() => match chunk {
-                Some(Ok(bytes)) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        return;
-                    }
+            more = gather(&mut body, &mut ready) => {
+                let written = match ready.as_slice() {
+                    [] => Ok(()),
+                    [one] => writer.write_all(one).await,
+                    several => writer.write_all(&several.concat()).await,
+                };
+                ready.clear();
+                if written.is_err() {
+                    return;
                 }
                 // The stream ended (the job did, or the server is stopping), or failed.
-                Some(Err(_)) | None => break,
+                if !more {
+                    break;
+                }
             },
             // A client sends nothing on a stream: a read only returns when it closed its side
             // or the connection broke. Whatever else it sends is ignored.
@@ -286,6 +309,32 @@ async fn write_stream(mut tcp: TcpStream, response: Response<Body>) {
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Waits for the body's next data, then takes all that is ready with it (up to
+/// [`STREAM_SEND_BUFFER`] bytes) into `ready`. Whether more may follow: `false` once the body
+/// ended or failed.
+async fn gather(body: &mut (impl hyper::body::Body<Data = Bytes> + Unpin), ready: &mut Vec<Bytes>) -> bool {
+    std::future::poll_fn(|cx| {
+        let mut size = 0;
+        loop {
+            match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        size += data.len();
+                        ready.push(data);
+                    }
+                    if size >= STREAM_SEND_BUFFER {
+                        return Poll::Ready(true);
+                    }
+                }
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(false),
+                Poll::Pending if ready.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(true),
+            }
+        }
+    })
+    .await
 }
 
 /// Writes an answer that is not a stream (an error, a `204`) whole, and closes.

@@ -8,33 +8,27 @@
 //!   logged, with a [`LogLine`](crate::model::LogLine) as `data:`.
 //!
 //! The stream opens with a `retry:` hint, sends a keep-alive comment every
-//! [`KEEP_ALIVE`], and after the terminal event sends `event: end` and closes. It resumes
-//! after the `Last-Event-ID` header or, for a new `EventSource` that cannot set headers, the
+//! [`KEEP_ALIVE`](super::sse::KEEP_ALIVE) while idle, and after the terminal event sends
+//! `event: end` and closes. It resumes after the `Last-Event-ID` header or, for a new `EventSource` that cannot set headers, the
 //! `last_event_id` query parameter (the header wins when both are given). A resume point at or
 //! past the terminal event of a job that ended is answered `204 No Content`: the client has
 //! everything, and a browser's `EventSource`, which reconnects after `end` by itself, stops.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{parse_seq, ApiQuery, JobPath};
 use super::owner::{authorize, Owner};
+use super::sse::{self, frame};
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
 use crate::model::JobId;
-
-/// How often an idle stream sends a comment, so proxies do not time it out (at most 15 s).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// The reconnection delay suggested to `EventSource` clients.
-pub const RETRY_HINT: Duration = Duration::from_secs(2);
 
 /// The query parameters of the events route.
 #[derive(Debug, Default, Deserialize)]
@@ -103,40 +97,38 @@ pub fn sse_response(engine: &JobEngine, subscription: Subscription) -> Response 
     sse_of(engine, event_stream(subscription))
 }
 
-/// An SSE response of `events`: a `retry:` hint first, keep-alives while idle, the headers that
-/// stop proxies from buffering it, and an early end when the server shuts down (clients then
-/// reconnect elsewhere or later).
-pub fn sse_of(engine: &JobEngine, events: impl Stream<Item = Event> + Send + 'static) -> Response {
-    let hint = futures::stream::once(async { Event::default().retry(RETRY_HINT) });
-    let stream = hint.chain(events).map(Ok::<_, Infallible>).take_until(engine.shutdown_token().cancelled_owned());
-    let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
-    ([(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"))], sse).into_response()
+/// An SSE response of `frames` (see [`sse::response`]) that ends early when the server shuts
+/// down (clients then reconnect elsewhere or later).
+pub fn sse_of(engine: &JobEngine, frames: BoxStream<'static, Bytes>) -> Response {
+    sse::response(frames, &engine.shutdown_token())
 }
 
-/// The SSE events for one subscription: every delivery, then `end`.
-pub fn event_stream(subscription: Subscription) -> impl Stream<Item = Event> {
+/// The SSE events for one subscription, framed: every delivery, then `end`.
+pub fn event_stream(subscription: Subscription) -> BoxStream<'static, Bytes> {
     futures::stream::unfold(Some(subscription), |sub| async move {
         let mut sub = sub?;
         match sub.next().await {
-            Some(delivery) => Some((delivery_event(&delivery), Some(sub))),
+            Some(delivery) => Some((delivery_frame(&delivery), Some(sub))),
             None => {
                 let last = sub.current()?;
                 let end = json!({"status": last.status, "seq": last.seq});
-                Some((Event::default().event("end").data(end.to_string()), None))
+                Some((frame(None, "end", &end.to_string()), None))
             }
         }
     })
+    .boxed()
 }
 
 /// The SSE event of a delivery. Its data is the JSON the engine encoded once for every
 /// subscriber, not encoded again here.
-fn delivery_event(delivery: &Delivery) -> Event {
-    Event::default().id(delivery.seq().to_string()).event(delivery.event_name()).data(&**delivery.json())
+fn delivery_frame(delivery: &Delivery) -> Bytes {
+    frame(Some(itoa::Buffer::new().format(delivery.seq())), delivery.event_name(), delivery.json())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

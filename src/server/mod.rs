@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod owner;
 pub mod owner_events;
 pub mod security;
+pub mod sse;
 pub mod state;
 
 use std::future::Future;

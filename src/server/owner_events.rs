@@ -12,8 +12,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::sse::Event;
 use axum::response::Response;
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
@@ -24,6 +24,7 @@ use utoipa::IntoParams;
 use super::events::sse_of;
 use super::extract::{parse_seq, ApiQuery};
 use super::owner::Owner;
+use super::sse::frame;
 use super::AppError;
 use crate::jobs::{Delivery, JobEngine, Subscription};
 use crate::model::JobId;
@@ -63,7 +64,7 @@ pub fn parse_cursors(text: Option<&str>) -> Result<HashMap<JobId, u64>, AppError
     Ok(cursors)
 }
 
-fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Event> {
+fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Bytes> {
     futures::stream::unfold(Some(subscription), move |sub| async move {
         let mut sub = sub?;
         match sub.next().await {
@@ -71,7 +72,7 @@ fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Even
             None => {
                 let last = sub.current()?;
                 let end = json!({"job": job, "status": last.status, "seq": last.seq});
-                Some((Event::default().event("end").data(end.to_string()), None))
+                Some((frame(None, "end", &end.to_string()), None))
             }
         }
     })
@@ -81,15 +82,16 @@ fn job_events(job: JobId, subscription: Subscription) -> BoxStream<'static, Even
 /// The SSE event of a delivery, tagged with its job. A state names its job already (its
 /// `id`); a log line gets a `job` field, put in front of the JSON the engine encoded once
 /// rather than encoding the line again.
-fn tagged(job: JobId, delivery: &Delivery) -> Event {
-    let seq = delivery.seq();
-    let event = Event::default().id(format!("{job}:{seq}")).event(delivery.event_name());
+fn tagged(job: JobId, delivery: &Delivery) -> Bytes {
+    let id = format!("{job}:{}", delivery.seq());
+    let id = Some(id.as_str());
+    let name = delivery.event_name();
     match delivery {
-        Delivery::Event(_, json) | Delivery::Reset(_, json) => event.data(&**json),
+        Delivery::Event(_, json) | Delivery::Reset(_, json) => frame(id, name, json),
         Delivery::Log(_, json) => {
             let fields = json.strip_prefix('{').filter(|rest| rest.len() > 1).unwrap_or("}");
             let comma = if fields == "}" { "" } else { "," };
-            event.data(format!("{{\"job\":\"{job}\"{comma}{fields}"))
+            frame(id, name, &format!("{{\"job\":\"{job}\"{comma}{fields}"))
         }
     }
 }
@@ -97,7 +99,7 @@ fn tagged(job: JobId, delivery: &Delivery) -> Event {
 struct Feed {
     engine: JobEngine,
     owner: Arc<str>,
-    streams: SelectAll<BoxStream<'static, Event>>,
+    streams: SelectAll<BoxStream<'static, Bytes>>,
     /// Wakes when one of the owner's jobs is started (never for other owners' jobs).
     started: tokio::sync::watch::Receiver<u64>,
     known: HashSet<JobId>,
@@ -121,7 +123,7 @@ impl Feed {
         }
     }
 
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             tokio::select! {
                 Some(event) = self.streams.next(), if !self.streams.is_empty() => return Some(event),
@@ -160,7 +162,7 @@ pub async fn owner_events(
         feed.follow(state.id, cursors.get(&state.id).copied().unwrap_or(u64::MAX)).await;
     }
     let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });
-    Ok(sse_of(&engine, events))
+    Ok(sse_of(&engine, events.boxed()))
 }
 
 #[cfg(test)]
