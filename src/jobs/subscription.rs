@@ -66,6 +66,9 @@ pub struct Subscription {
     cursor: u64,
     wake: watch::Receiver<u64>,
     buffered: VecDeque<JobEvent>,
+    /// Whether everything the log held when last read (after marking the watch seen) has
+    /// been handed out: then, unless the watch changed since, nothing new was published.
+    synced: bool,
     finished: bool,
     counters: Arc<Counters>,
 }
@@ -80,7 +83,7 @@ impl Subscription {
     pub(crate) fn new(record: Arc<JobRecord>, after: u64, counters: Arc<Counters>) -> Self {
         let wake = record.watch();
         counters.subscriptions_opened.fetch_add(1, Ordering::Relaxed);
-        Self { record, cursor: after, wake, buffered: VecDeque::new(), finished: false, counters }
+        Self { record, cursor: after, wake, buffered: VecDeque::new(), synced: false, finished: false, counters }
     }
 
     /// The job's current state (whatever this subscriber has or has not read yet); `None`
@@ -106,11 +109,23 @@ impl Subscription {
             if self.finished {
                 return None;
             }
+            // Nothing was published since the log was last read, and all it held is handed
+            // out: wait, without taking the record's lock (which every follower of the job
+            // shares) only to learn that.
+            if std::mem::take(&mut self.synced) && !self.wake.has_changed().unwrap_or(true) {
+                // The sender lives in the record we hold, so this cannot close.
+                if self.wake.changed().await.is_err() {
+                    return None;
+                }
+            }
             // Mark the current value seen *before* reading the log, so an event appended
             // after the read still wakes the wait below.
             self.wake.borrow_and_update();
             match self.record.catch_up(self.cursor) {
-                CatchUp::Events(events) => self.buffered.extend(events),
+                CatchUp::Events(events) => {
+                    self.buffered.extend(events);
+                    self.synced = true;
+                }
                 CatchUp::Reset(state) => {
                     self.cursor = state.seq;
                     self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);
