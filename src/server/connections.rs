@@ -269,8 +269,11 @@ async fn write_stream(mut tcp: TcpStream, response: Response<Body>) {
     }
     let (parts, body) = response.into_parts();
     // The stream itself when the response offers it; the body, held unpolled meanwhile, is
-    // dropped (with what the layers keep in it) when the stream ends.
-    match parts.extensions.get::<sse::Direct>().and_then(sse::Direct::take) {
+    // dropped (with what the layers keep in it) when the stream ends. The head is not kept
+    // (its headers were about a kilobyte per idle stream).
+    let direct = parts.extensions.get::<sse::Direct>().and_then(sse::Direct::take);
+    drop(parts);
+    match direct {
         Some(stream) => {
             pump(tcp, stream).await;
             drop(body);
