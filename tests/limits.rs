@@ -152,3 +152,55 @@ async fn open_streams_are_bounded_per_owner_and_per_address_and_freed_when_close
     }
     drop((second, third));
 }
+
+/// A stream that is the first request of a new connection is written straight to its socket,
+/// past the layers' bodies: it still holds its place while its events flow, and gives it back
+/// when its client leaves.
+#[tokio::test]
+async fn a_stream_written_straight_to_its_socket_holds_its_place_until_its_client_leaves() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = limited(LimitsConfig { streams_per_address: 1, ..LimitsConfig::default() }).await;
+    let id = app.start("ticker", json!({"steps": 1000, "interval_ms": 20})).await;
+    let head = format!("GET /api/jobs/{id}/events HTTP/1.1\r\nHost: test\r\n\r\n");
+    let open = || async {
+        let mut tcp = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+        tcp.write_all(head.as_bytes()).await.expect("send");
+        tcp
+    };
+    // Reads until `want` has arrived; what arrived.
+    async fn read_until(tcp: &mut tokio::net::TcpStream, want: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(want) {
+            let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buffer))
+                .await
+                .expect("bytes within 10 s")
+                .expect("read");
+            assert!(n > 0, "closed before {want:?}: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    let mut first = open().await;
+    assert!(read_until(&mut first, "\r\n\r\n").await.starts_with("HTTP/1.1 200 OK"));
+    // Several events later, the stream still holds the address's one place.
+    read_until(&mut first, "\nid: 8\n").await;
+    let mut second = open().await;
+    let refused = read_until(&mut second, "too_many_streams").await;
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = open().await;
+        let answer = read_until(&mut again, "\r\n\r\n").await;
+        if answer.starts_with("HTTP/1.1 200 OK") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(tokio::time::Instant::now() < deadline, "the place of the stream that was left was not freed in 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
