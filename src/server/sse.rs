@@ -181,7 +181,14 @@ impl hyper::body::Body for SseBody {
         if this.timer_armed && !this.keep_alive.is_elapsed() {
             return Poll::Pending;
         }
-        while this.keep_alive.as_mut().poll(cx).is_ready() {
+        loop {
+            // With the task's budget spent, a poll returns pending without registering the
+            // timer (tokio's cooperative scheduling): then it is not armed yet.
+            let registers = tokio::task::coop::has_budget_remaining();
+            if this.keep_alive.as_mut().poll(cx).is_pending() {
+                this.timer_armed = registers;
+                return Poll::Pending;
+            }
             let due = this.last_sent + KEEP_ALIVE;
             let now = Instant::now();
             if now >= due {
@@ -193,8 +200,6 @@ impl hyper::body::Body for SseBody {
             // Events went out since it was set: wait from the last one.
             this.keep_alive.as_mut().reset(due);
         }
-        this.timer_armed = true;
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -218,6 +223,28 @@ mod tests {
 
     async fn next(body: &mut Body) -> Option<Bytes> {
         body.frame().await.map(|f| f.expect("infallible").into_data().expect("data"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_polled_with_the_task_budget_spent_still_keeps_alive() {
+        let (_tx, rx) = futures::channel::mpsc::unbounded::<Bytes>();
+        let mut body = response(rx.boxed(), &CancellationToken::new()).into_body();
+        assert_eq!(next(&mut body).await.expect("hint"), "retry: 2000\n\n");
+        // Spend the task's budget, then poll the stream in the same turn.
+        std::future::poll_fn(|cx| {
+            for _ in 0..10_000 {
+                if !tokio::task::coop::has_budget_remaining() {
+                    break;
+                }
+                let _ = std::pin::pin!(tokio::task::coop::consume_budget()).poll(cx);
+            }
+            assert!(!tokio::task::coop::has_budget_remaining(), "the budget is spent");
+            assert!(hyper::body::Body::poll_frame(Pin::new(&mut body), cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let comment = tokio::time::timeout(2 * KEEP_ALIVE, next(&mut body)).await;
+        assert_eq!(comment.expect("a comment within the interval").expect("open"), COMMENT);
     }
 
     #[tokio::test(start_paused = true)]
