@@ -634,7 +634,8 @@ impl JobRecord {
         if cursor == newest {
             return CatchUp::UpToDate { ended: published.status.is_terminal() || state.forgotten };
         }
-        let oldest = state.log.front().map_or(newest, JobEvent::seq);
+        // An empty log (a job read back without its events) holds nothing to replay.
+        let oldest = state.log.front().map_or(newest + 1, JobEvent::seq);
         if cursor > newest || cursor + 1 < oldest {
             return CatchUp::Reset(published.clone());
         }
@@ -794,6 +795,33 @@ mod tests {
             CatchUp::Reset(s) => assert_eq!(s.seq, 11),
             other => panic!("expected a reset, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_cursor_behind_a_job_read_back_without_events_gets_a_reset() {
+        let (r, journal) = record(4);
+        for p in 1..=4 {
+            r.apply(|s| s.progress = f64::from(p));
+        }
+        journal.flush().await;
+        let row = JobRow {
+            id: r.id,
+            kind: "test".into(),
+            params: Value::Null,
+            owner: None,
+            state: r.current(),
+            checkpoint: None,
+            cancel_requested: false,
+            started_ms: None,
+            ended_ms: None,
+        };
+        let ctx = RecordContext { limits: LIMITS, journal: journal.clone(), clock: Clock::start() };
+        let restored = JobRecord::restore(row, Vec::new(), ctx, CancellationToken::new());
+        // Not an empty list of events (a follower would wait for ever for the ones between).
+        for cursor in [3, 4] {
+            assert!(matches!(restored.catch_up(cursor), CatchUp::Reset(s) if s.seq == 5), "cursor {cursor}");
+        }
+        assert!(matches!(restored.catch_up(5), CatchUp::UpToDate { ended: false }));
     }
 
     #[tokio::test]
