@@ -686,6 +686,16 @@ mod tests {
         record_with(RecordLimits { replay_capacity, ..LIMITS })
     }
 
+    /// A record whose progress changed `changes` times, all published.
+    async fn progressed(replay_capacity: usize, changes: u32) -> (Arc<JobRecord>, Journal) {
+        let (r, journal) = record(replay_capacity);
+        for p in 1..=changes {
+            r.apply(|s| s.progress = f64::from(p));
+        }
+        journal.flush().await;
+        (r, journal)
+    }
+
     fn line(message: &str) -> LogLine {
         LogLine {
             seq: 0,
@@ -750,11 +760,7 @@ mod tests {
 
     #[tokio::test]
     async fn catch_up_replays_exactly_the_events_after_the_cursor() {
-        let (r, journal) = record(16);
-        for p in 1..=5 {
-            r.apply(|s| s.progress = f64::from(p));
-        }
-        journal.flush().await;
+        let (r, _journal) = progressed(16, 5).await;
         assert_eq!(seqs(r.catch_up(0)), vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(seqs(r.catch_up(3)), vec![4, 5, 6]);
         assert!(matches!(r.catch_up(6), CatchUp::UpToDate { ended: false }));
@@ -784,11 +790,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_log_is_bounded_and_a_cursor_before_it_gets_a_reset() {
-        let (r, journal) = record(4);
-        for p in 1..=10 {
-            r.apply(|s| s.progress = f64::from(p));
-        }
-        journal.flush().await;
+        let (r, _journal) = progressed(4, 10).await;
         // Events 8..=11 are kept; a cursor at 7 still catches up without a gap.
         assert_eq!(seqs(r.catch_up(7)), vec![8, 9, 10, 11]);
         match r.catch_up(6) {
@@ -799,11 +801,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cursor_behind_a_job_read_back_without_events_gets_a_reset() {
-        let (r, journal) = record(4);
-        for p in 1..=4 {
-            r.apply(|s| s.progress = f64::from(p));
-        }
-        journal.flush().await;
+        let (r, journal) = progressed(4, 4).await;
         let row = JobRow {
             id: r.id,
             kind: "test".into(),
