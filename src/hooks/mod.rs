@@ -5,6 +5,9 @@ mod connection;
 pub mod event_hub;
 #[cfg(not(feature = "ssr"))]
 mod event_source;
+// Pure and tested natively; on the server only its tests use it.
+#[cfg_attr(feature = "ssr", allow(dead_code))]
+mod hub_state;
 #[cfg(not(feature = "ssr"))]
 mod tabs;
 pub mod use_sse_progress;

@@ -4,7 +4,7 @@
 //! waiting. Where either API is missing, [`Tabs::join`] says so and the tab keeps a stream of
 //! its own. Browser only.
 //!
-//! The conversation (the hub in `event_hub.rs` holds both sides):
+//! The conversation (the hub in `event_hub/relay.rs` holds both sides):
 //! - the leader relays every event its stream delivers ([`Message::Event`]) and every change of
 //!   its connection ([`Message::Connection`]);
 //! - a follower says what it follows, each job with its last sequence number ([`Message::Need`]),
