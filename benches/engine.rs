@@ -91,16 +91,9 @@ struct Figures {
     rss_kib: u64,
 }
 
-/// A `redis-server` of the benchmark's own, on a free port, without persistence; its URL.
-fn redis_server() -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let server = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server runs (scripts/setup installs it)");
-    (server, format!("redis://127.0.0.1:{port}/0"))
-}
+#[path = "../tests/it/common/redis.rs"]
+mod redis_process;
+use redis_process::RedisProcess;
 
 async fn redis_store(url: &str) -> Arc<dyn JobStore> {
     loop {
@@ -194,7 +187,7 @@ async fn cancel_across(a: &JobEngine, b: &JobEngine) -> Vec<u64> {
     let mut took = Vec::new();
     for _ in 0..100 {
         let id = a.start("stamp", json!({"events": 1_000_000, "interval_us": 10_000})).await.expect("starts");
-        let mut sub = b.subscribe(id, None).await.expect("kept");
+        let mut sub = b.subscribe(id, None).await.expect("the store answers").expect("kept");
         loop {
             let delivery = sub.next().await.expect("the job runs before it ends");
             if delivery.state().is_some_and(|s| s.status == sse_progress::model::JobStatus::Running) {
@@ -202,7 +195,7 @@ async fn cancel_across(a: &JobEngine, b: &JobEngine) -> Vec<u64> {
             }
         }
         let asked = Instant::now();
-        b.cancel(id).await.expect("known");
+        b.cancel(id).await.expect("the store answers").expect("known");
         while let Some(delivery) = sub.next().await {
             if delivery.state().is_some_and(|s| s.status.is_terminal()) {
                 break;
@@ -227,7 +220,7 @@ fn engine_on(store: Arc<dyn JobStore>, jobs: usize) -> JobEngine {
 /// Follows a job to its end: how many `stamp` messages it saw, and the latencies (µs) of those
 /// it saw live (those reported before it subscribed are replayed history, not a delay).
 async fn follow(engine: &JobEngine, id: sse_progress::model::JobId) -> (usize, Vec<u64>) {
-    let mut sub = engine.subscribe(id, None).await.expect("kept");
+    let mut sub = engine.subscribe(id, None).await.expect("the store answers").expect("kept");
     let subscribed = micros_since_base();
     let (mut seen, mut latencies) = (0, Vec::new());
     while let Some(delivery) = sub.next().await {
@@ -259,7 +252,7 @@ async fn measure(name: &'static str, store: Arc<dyn JobStore>, jobs: usize, even
     for _ in 0..300 {
         let t = Instant::now();
         let id = engine.start("stamp", json!({"events": 1, "interval_us": 0})).await.expect("starts");
-        let mut sub = engine.subscribe(id, None).await.expect("kept");
+        let mut sub = engine.subscribe(id, None).await.expect("the store answers").expect("kept");
         sub.next().await.expect("a first event");
         firsts.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
     }
@@ -304,16 +297,12 @@ async fn main() {
         println!("sqlite file {} MiB, its WAL {} MiB", mib("bench.db"), mib("bench.db-wal"));
     }
     if wanted("redis") {
-        let (mut server, url) = redis_server();
-        figures.push(measure("redis", redis_store(&url).await, jobs, events).await);
-        let _ = server.kill();
-        let _ = server.wait();
+        let server = RedisProcess::start();
+        figures.push(measure("redis", redis_store(&server.url).await, jobs, events).await);
     }
     if wanted("cross") {
-        let (mut server, url) = redis_server();
-        measure_cross(&url, jobs, events).await;
-        let _ = server.kill();
-        let _ = server.wait();
+        let server = RedisProcess::start();
+        measure_cross(&server.url, jobs, events).await;
     }
 
     println!(

@@ -32,11 +32,14 @@ fn engine() -> Result<crate::jobs::JobEngine, ServerFnError> {
 pub async fn start_job(kind: String, then: Option<String>) -> Result<JobId, ServerFnError> {
     let owner = owner()?;
     let id = engine()?.start_for(Some(&owner.key), &kind, serde_json::Value::Null).await.map_err(|e| {
-        // Bad input is the client's error, never a 500.
+        // The same status the REST API answers for the same refusal: bad input is the
+        // client's (422), a full queue or owner limit says wait (429), a store that does not
+        // answer or a stopping server says try again (503).
+        let error = crate::server::error::AppError::Start(e);
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            response.set_status(error.status());
         }
-        ServerFnError::new(e.to_string())
+        ServerFnError::new(error.to_string())
     })?;
     match then.as_deref() {
         Some("showcase") => leptos_axum::redirect(&format!("/showcase?job={id}")),
@@ -66,15 +69,24 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
         return Ok(None);
     };
     let engine = engine()?;
-    if crate::server::owner::authorize(&engine, &owner()?, id).await.is_err() {
-        return Ok(None);
+    let unavailable = |error: crate::jobs::store::StoreError| {
+        let error = crate::server::error::AppError::from(error);
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(error.status());
+        }
+        ServerFnError::new(error.to_string())
+    };
+    match crate::server::owner::authorize(&engine, &owner()?, id).await {
+        Ok(()) => {}
+        Err(crate::server::error::AppError::StoreUnavailable(error)) => return Err(unavailable(error)),
+        Err(_) => return Ok(None),
     }
     // The lines first: the state read after them is at least as new, so resuming after the
     // state's `seq` misses nothing.
-    let Some((lines, _)) = engine.log_lines(id, 0).await else {
+    let Some((lines, _)) = engine.log_lines(id, 0).await.map_err(unavailable)? else {
         return Ok(None);
     };
-    let Some(state) = engine.snapshot(id).await else {
+    let Some(state) = engine.snapshot(id).await.map_err(unavailable)? else {
         return Ok(None);
     };
     let skip = lines.len().saturating_sub(PAGE_LOG_LINES);

@@ -31,8 +31,9 @@ pub struct JobLogLayer {
     jobs: Weak<JobTable>,
 }
 
-/// The job a span belongs to, kept in the span's extensions.
-struct JobSink(Arc<JobRecord>);
+/// The job a span belongs to and the run it was opened for, kept in the span's extensions:
+/// lines of a run that was superseded are refused.
+struct JobSink(Arc<JobRecord>, u64);
 
 impl JobLogLayer {
     pub(crate) fn new(jobs: Weak<JobTable>) -> Self {
@@ -139,14 +140,15 @@ where
             return;
         };
         if let (Some(record), Some(span)) = (jobs.get(job), ctx.span(id)) {
-            span.extensions_mut().insert(JobSink(record));
+            let run = record.run();
+            span.extensions_mut().insert(JobSink(record, run));
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let Some(scope) = ctx.event_scope(event) else { return };
-        let Some(record) =
-            scope.into_iter().find_map(|span| span.extensions().get::<JobSink>().map(|sink| sink.0.clone()))
+        let Some((record, run)) =
+            scope.into_iter().find_map(|span| span.extensions().get::<JobSink>().map(|sink| (sink.0.clone(), sink.1)))
         else {
             return;
         };
@@ -157,13 +159,16 @@ where
             message.truncate(at);
             message.push('…');
         }
-        record.log(LogLine {
-            seq: 0,
-            ts: now_ms(),
-            level: level(event.metadata().level()),
-            target: event.metadata().target().to_string(),
-            message,
-            fields: visitor.fields,
-        });
+        record.log_as(
+            run,
+            LogLine {
+                seq: 0,
+                ts: now_ms(),
+                level: level(event.metadata().level()),
+                target: event.metadata().target().to_string(),
+                message,
+                fields: visitor.fields,
+            },
+        );
     }
 }

@@ -5,17 +5,23 @@
 //!
 //! # Layout
 //! - [`engine`]: [`JobEngine`], the cheap-to-clone handle: start, snapshot, subscribe, cancel,
-//!   shutdown, the sweep that forgets ended jobs after their retention, and picking up what a
-//!   previous process left in the store.
+//!   shutdown, sweep. Its mechanics are in `core` (private): admitting a job, finding a record,
+//!   running a job's code, taking over what the coordinator hands over, one code path for
+//!   one instance and many.
+//! - `coord` (private): the coordination seam, `Coordinator`: admission, the bound on running
+//!   jobs and the queue, look-ups of jobs held elsewhere, leases. `coord::local` for a store one
+//!   process owns, `coord::shared` for a store several instances share (leases, heartbeats,
+//!   claims, take-overs, mirrors kept live from the store's notices).
 //! - [`store`]: the storage seam, [`store::JobStore`] (and [`store::shared::SharedStore`] for a
 //!   store several instances share), and its backends (`memory`, `sqlite`, `redis`).
-//! - `journal` (private): the one writer: batches events into the store, then publishes them.
+//! - [`event`]: [`JobEvent`], one event with its JSON encoded once.
+//! - `journal` (private): the one writer: batches events into the store, then tells their
+//!   records, which publish them. It knows records only through its `Written` trait.
+//! - `record` (private): one job's record (its run number, its role: held or mirror) and, in
+//!   `record::replay`, its memory as plain data: state and bounded replay log.
 //! - `table` (private): the jobs this process holds, by id and by owner; the engine and the
 //!   log layer both look jobs up there.
-//! - `record` (private): one job's state, replay log and wake-up signal.
-//! - `runner` (private): runs one job's code and records how it ended.
-//! - `cluster` (private): this instance's part in a store several instances share: leases,
-//!   heartbeats, claims, take-overs, and mirrors of other instances' jobs kept live.
+//! - `runner` (private): runs one job's code to its end and records how it ended.
 //! - [`stats`]: the numbers operators watch (`/metrics`).
 //! - `clock` (private): wall-clock milliseconds that follow Tokio's (pausable) time.
 //! - [`logs`]: [`logs::JobLogLayer`], the `tracing` layer that turns what a job's code logs into
@@ -24,9 +30,9 @@
 //! - [`reporter`]: [`ProgressReporter`], what a job's code reports through.
 //! - [`registry`]: [`KindRegistry`], job kinds by name with typed params.
 //! - [`kinds`]: the built-in kinds (`checksum`, `discover`, `failing`, `ticker`).
-//! - `scheduler` (private): the bound on running jobs and the queue behind it.
 //! - [`config`]: [`EngineConfig`], the limits that bound memory and concurrency.
-//!
+//! - [`error`]: [`JobError`] (what a job's code fails with) and [`StartError`].
+
 //! # Adding a job kind
 //! ```no_run
 //! use serde::Deserialize;
@@ -51,10 +57,12 @@
 //! ```
 
 mod clock;
-mod cluster;
 pub mod config;
+mod coord;
+mod core;
 pub mod engine;
 pub mod error;
+pub mod event;
 mod journal;
 pub mod kinds;
 pub mod logs;
@@ -62,7 +70,6 @@ mod record;
 pub mod registry;
 pub mod reporter;
 mod runner;
-mod scheduler;
 pub mod stats;
 pub mod store;
 pub mod subscription;
@@ -74,7 +81,8 @@ mod tests;
 pub use config::EngineConfig;
 pub use engine::{CancelOutcome, JobEngine, Recovered};
 pub use error::{JobError, StartError};
-pub use record::{JobEvent, Json};
+pub use event::{JobEvent, Json};
 pub use registry::{JobParams, KindRegistry};
 pub use reporter::{ProgressReporter, Report};
 pub use subscription::{Delivery, Subscription};
+pub use table::OwnerWatch;

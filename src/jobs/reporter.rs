@@ -72,6 +72,8 @@ impl Report {
 #[derive(Clone)]
 pub struct ProgressReporter {
     record: Arc<JobRecord>,
+    /// This run's number: what it reports is refused once another run took the job over.
+    run: u64,
     /// This run's stop signal.
     cancel: CancellationToken,
     /// The checkpoint this run continues from (after a restart), if any.
@@ -92,8 +94,8 @@ fn clamp_percent(percent: f64) -> Option<f64> {
 }
 
 impl ProgressReporter {
-    pub(crate) fn new(record: Arc<JobRecord>, resume_point: Option<Value>) -> Self {
-        Self { cancel: record.cancel_token(), record, resume_point: resume_point.map(Arc::new) }
+    pub(crate) fn new(record: Arc<JobRecord>, run: u64, resume_point: Option<Value>) -> Self {
+        Self { cancel: record.cancel_token(), record, run, resume_point: resume_point.map(Arc::new) }
     }
 
     /// Saves how far the job got, so that a kind registered with
@@ -103,7 +105,7 @@ impl ProgressReporter {
     /// be a pity to redo. A value that does not encode as JSON is not saved (and logged).
     pub fn checkpoint<T: Serialize>(&self, value: &T) {
         match serde_json::to_value(value) {
-            Ok(value) => self.record.save_checkpoint(value),
+            Ok(value) => self.record.save_checkpoint(self.run, value),
             Err(error) => tracing::warn!(%error, "a checkpoint could not be encoded as JSON; not saved"),
         }
     }
@@ -129,7 +131,7 @@ impl ProgressReporter {
     /// Applies several changes as one event (see [`Report`]).
     pub fn report(&self, report: Report) {
         let Report { step, percent, indeterminate, work, message } = report;
-        self.record.apply(|s| {
+        self.record.apply_as(self.run, |s| {
             if let Some((index, count, name)) = step {
                 s.step_index = index;
                 s.step_count = count;
@@ -154,7 +156,7 @@ impl ProgressReporter {
     /// Announces the names of all the job's steps, in order (for steppers).
     pub fn plan<S: AsRef<str>>(&self, steps: &[S]) {
         let plan: Vec<String> = steps.iter().map(|s| cut(s.as_ref(), MAX_STEP_CHARS)).collect();
-        self.record.apply(|s| s.plan = plan);
+        self.record.apply_as(self.run, |s| s.plan = plan);
     }
 
     /// Enters step `index` (1-based) of `count` (0 when not known yet), named `name`.
@@ -219,7 +221,7 @@ impl ProgressReporter {
 
     /// Marks the job running (the engine does this before the job's code starts).
     pub(crate) fn mark_running(&self) {
-        self.record.apply(|s| {
+        self.record.apply_as(self.run, |s| {
             s.status = JobStatus::Running;
             s.message = "Started".into();
         });

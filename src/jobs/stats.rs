@@ -100,6 +100,11 @@ pub struct EngineStats {
     pub events_delivered: u64,
     /// Subscriptions open now.
     pub subscriptions_open: u64,
+    /// Events taken in but not yet in the store (while the store refuses writes, at most each
+    /// running job's replay bound).
+    pub store_backlog: u64,
+    /// Owners this process keeps an entry for: those with jobs here, and those with a feed open.
+    pub owners: u64,
     /// How long each batch write to the store took.
     pub store_writes: Histogram,
     /// With a shared store: the global view.

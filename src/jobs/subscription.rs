@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures::Stream;
 use tokio::sync::watch;
 
-use super::record::{encode, CatchUp, JobEvent, JobRecord, Json};
+use super::event::{encode, JobEvent, Json};
+use super::record::{CatchUp, JobRecord};
 use super::stats::Counters;
 use crate::model::{LogLine, Snapshot};
 

@@ -2,10 +2,12 @@
 //! look jobs up in (so neither needs the other).
 //!
 //! Each owner has an index of its jobs (no look-up scans every job) and an announcement
-//! channel that wakes only that owner's feeds when one of its jobs is started.
+//! channel that wakes only that owner's feeds when one of its jobs is started. An owner's
+//! entry lives while the owner has jobs here or a feed watches it, no longer: a client that
+//! opens feeds without ever starting a job leaves nothing behind.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::watch;
 
@@ -47,13 +49,20 @@ impl Tables {
         if let Some(owner) = &record.owner {
             if let Some(entry) = self.owners.get_mut(owner) {
                 entry.jobs.retain(|j| *j != id);
-                let watched = entry.started.as_ref().is_some_and(|tx| tx.receiver_count() > 0);
-                if entry.jobs.is_empty() && !watched {
-                    self.owners.remove(owner);
-                }
             }
+            self.prune(owner);
         }
         Some(record)
+    }
+
+    /// Drops `owner`'s entry when it has no job here and no feed watches it.
+    fn prune(&mut self, owner: &str) {
+        let unused = self.owners.get(owner).is_some_and(|entry| {
+            entry.jobs.is_empty() && entry.started.as_ref().is_none_or(|tx| tx.receiver_count() == 0)
+        });
+        if unused {
+            self.owners.remove(owner);
+        }
     }
 
     /// Forgets the ended job that ended first, to make room. Whether there was one.
@@ -141,11 +150,19 @@ impl JobTable {
         }
     }
 
-    /// A receiver that wakes when one of `owner`'s jobs is started.
-    pub(crate) fn watch_owner(&self, owner: &str) -> watch::Receiver<u64> {
+    /// A watch that wakes when one of `owner`'s jobs is started; the owner's entry is kept
+    /// while it lives (see [`OwnerWatch`]).
+    pub(crate) fn watch_owner(self: &Arc<Self>, owner: &str) -> OwnerWatch {
+        let owner: Arc<str> = Arc::from(owner);
         let mut tables = self.lock();
-        let entry = tables.owners.entry(Arc::from(owner)).or_default();
-        entry.started.get_or_insert_with(|| watch::channel(0).0).subscribe()
+        let entry = tables.owners.entry(owner.clone()).or_default();
+        let rx = entry.started.get_or_insert_with(|| watch::channel(0).0).subscribe();
+        OwnerWatch { rx: Some(rx), owner, table: Arc::downgrade(self) }
+    }
+
+    /// How many owners have an entry.
+    pub(crate) fn owner_count(&self) -> usize {
+        self.lock().owners.len()
     }
 
     /// `owner`'s jobs, oldest first.
@@ -172,5 +189,48 @@ impl JobTable {
     /// How many jobs are held.
     pub(crate) fn len(&self) -> usize {
         self.lock().jobs.len()
+    }
+}
+
+/// Wakes when one of an owner's jobs is started (see [`JobEngine::watch_owner`]). While it
+/// lives the owner's entry is kept; when the last watch of an owner with no job here goes,
+/// the entry goes too.
+///
+/// [`JobEngine::watch_owner`]: super::JobEngine::watch_owner
+pub struct OwnerWatch {
+    rx: Option<watch::Receiver<u64>>,
+    owner: Arc<str>,
+    table: Weak<JobTable>,
+}
+
+impl OwnerWatch {
+    /// Waits until one of the owner's jobs is started after the last call (or after the
+    /// watch was made). `Err` only if the engine is gone.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        match &mut self.rx {
+            Some(rx) => rx.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether a job of the owner's was started since the last look.
+    pub fn has_changed(&self) -> bool {
+        self.rx.as_ref().is_some_and(|rx| rx.has_changed().unwrap_or(false))
+    }
+
+    /// Marks every start so far as seen.
+    pub fn mark_seen(&mut self) {
+        if let Some(rx) = &mut self.rx {
+            rx.borrow_and_update();
+        }
+    }
+}
+
+impl Drop for OwnerWatch {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Some(table) = self.table.upgrade() {
+            table.lock().prune(&self.owner);
+        }
     }
 }

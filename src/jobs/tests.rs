@@ -33,37 +33,13 @@ pub(super) fn sqlite() -> Backend {
     Backend { store: Arc::new(store), _dir: Some(dir), _redis: None }
 }
 
-/// A `redis-server` of the test's own on a free port, without persistence, stopped when dropped.
-pub(super) struct RedisProcess(std::process::Child);
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "../../tests/it/common/redis.rs"]
+mod redis_process;
+pub(super) use redis_process::RedisProcess;
 
 pub(super) fn redis() -> Backend {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server runs (scripts/setup installs it)");
-    let process = RedisProcess(child);
-    let url = format!("redis://127.0.0.1:{port}/0");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let store = loop {
-        match RedisStore::open(&url) {
-            Ok(store) => break store,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("redis-server on {port} did not answer within 10 s: {e}"),
-        }
-    };
+    let process = RedisProcess::start();
+    let store = RedisStore::open(&process.url).expect("a redis-server that answers PING opens as a store");
     Backend { store: Arc::new(store), _dir: None, _redis: Some(process) }
 }
 
@@ -107,7 +83,7 @@ pub(super) fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
 
 async fn run_to_end(engine: &JobEngine, kind: &str, params: serde_json::Value) -> (JobId, Vec<Delivery>) {
     let id = engine.start(kind, params).await.expect("job starts");
-    let sub = engine.subscribe(id, None).await.expect("job exists");
+    let sub = engine.subscribe(id, None).await.expect("the store answers").expect("job exists");
     (id, collect(sub).await)
 }
 
@@ -133,25 +109,28 @@ async fn subscribing_after_n_yields_exactly_the_events_after_n(b: Backend) {
     let (id, all) = run_to_end(&engine, "ticker", json!({"steps": 4, "interval_ms": 50})).await;
     let newest = all.last().expect("events").seq();
     for after in [0, 1, 3, newest - 1] {
-        let tail = collect(engine.subscribe(id, Some(after)).await.expect("job exists")).await;
+        let tail =
+            collect(engine.subscribe(id, Some(after)).await.expect("the store answers").expect("job exists")).await;
         assert_eq!(seqs(&tail), ((after + 1)..=newest).collect::<Vec<_>>(), "after {after}");
         assert_eq!(events(&tail), events(&all)[after as usize..]);
     }
-    let nothing = collect(engine.subscribe(id, Some(newest)).await.expect("job exists")).await;
+    let nothing =
+        collect(engine.subscribe(id, Some(newest)).await.expect("the store answers").expect("job exists")).await;
     assert!(nothing.is_empty(), "a subscriber that saw the end gets nothing more");
 }
 
 async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend) {
     let engine = engine_with(&b, EngineConfig { replay_capacity: 4, ..Default::default() });
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 10, "interval_ms": 10})).await;
-    let newest = engine.snapshot(id).await.expect("kept").seq;
+    let newest = engine.snapshot(id).await.expect("the store answers").expect("kept").seq;
     // From the start: one reset carrying the final state, then the end.
-    let from_start = collect(engine.subscribe(id, None).await.expect("job exists")).await;
+    let from_start = collect(engine.subscribe(id, None).await.expect("the store answers").expect("job exists")).await;
     assert_eq!(from_start.len(), 1);
     let Delivery::Reset(state, _) = &from_start[0] else { panic!("expected a reset") };
     assert_eq!((state.seq, state.status), (newest, JobStatus::Completed));
     // Within the log: plain events, no reset.
-    let tail = collect(engine.subscribe(id, Some(newest - 4)).await.expect("job exists")).await;
+    let tail =
+        collect(engine.subscribe(id, Some(newest - 4)).await.expect("the store answers").expect("job exists")).await;
     assert_eq!(seqs(&tail), ((newest - 3)..=newest).collect::<Vec<_>>());
     events(&tail);
 }
@@ -159,11 +138,11 @@ async fn a_subscriber_older_than_the_replay_log_is_told_with_a_reset(b: Backend)
 async fn a_slow_subscriber_never_holds_the_job_back(b: Backend) {
     let engine = engine_with(&b, EngineConfig { replay_capacity: 8, ..Default::default() });
     let id = engine.start("ticker", json!({"steps": 50, "interval_ms": 10})).await.expect("starts");
-    let mut slow = engine.subscribe(id, None).await.expect("job exists");
+    let mut slow = engine.subscribe(id, None).await.expect("the store answers").expect("job exists");
     let first = slow.next().await.expect("pending event");
     assert_eq!(first.seq(), 1);
     // The slow subscriber reads nothing more while the whole job runs.
-    let fast = collect(engine.subscribe(id, Some(1)).await.expect("job exists")).await;
+    let fast = collect(engine.subscribe(id, Some(1)).await.expect("the store answers").expect("job exists")).await;
     assert_eq!(fast.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     // Then it gets what it had already read from the log (if anything) and is told it fell
     // behind, with the final state: no silent skip.
@@ -177,9 +156,11 @@ async fn a_late_subscriber_gets_the_rest_of_a_running_job_live(b: Backend) {
     let engine = engine(&b);
     let id = engine.start("ticker", json!({"steps": 6, "interval_ms": 100})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let seen = engine.snapshot(id).await.expect("kept");
+    let seen = engine.snapshot(id).await.expect("the store answers").expect("kept");
     assert_eq!(seen.status, JobStatus::Running);
-    let rest = events(&collect(engine.subscribe(id, Some(seen.seq)).await.expect("job exists")).await);
+    let rest = events(
+        &collect(engine.subscribe(id, Some(seen.seq)).await.expect("the store answers").expect("job exists")).await,
+    );
     assert_eq!(rest[0].seq, seen.seq + 1);
     assert_eq!(rest.last().expect("events").status, JobStatus::Completed);
 }
@@ -205,16 +186,23 @@ async fn cancelling_is_seen_by_the_job_and_ends_it_cancelled(b: Backend) {
     let engine = engine(&b);
     let id = engine.start("ticker", json!({"steps": 100, "interval_ms": 1000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(engine.cancel(id).await, Some(CancelOutcome::Requested));
+    assert_eq!(engine.cancel(id).await.expect("the store answers"), Some(CancelOutcome::Requested));
     let rest = collect(
-        engine.subscribe(id, Some(engine.snapshot(id).await.expect("kept").seq - 1)).await.expect("job exists"),
+        engine
+            .subscribe(id, Some(engine.snapshot(id).await.expect("the store answers").expect("kept").seq - 1))
+            .await
+            .expect("the store answers")
+            .expect("job exists"),
     )
     .await;
     let last = rest.last().expect("events").state().expect("a state").clone();
     assert_eq!(last.status, JobStatus::Cancelled);
     assert_eq!(last.step_index, 2, "the job stopped where it was");
-    assert_eq!(engine.cancel(id).await, Some(CancelOutcome::AlreadyEnded(JobStatus::Cancelled)));
-    assert_eq!(engine.cancel(JobId::new_random()).await, None);
+    assert_eq!(
+        engine.cancel(id).await.expect("the store answers"),
+        Some(CancelOutcome::AlreadyEnded(JobStatus::Cancelled))
+    );
+    assert_eq!(engine.cancel(JobId::new_random()).await.expect("the store answers"), None);
 }
 
 async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
@@ -228,10 +216,10 @@ async fn ended_jobs_are_forgotten_after_their_retention(b: Backend) {
     );
     let (id, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(engine.snapshot(id).await.is_some(), "kept during its retention");
+    assert!(engine.snapshot(id).await.expect("the store answers").is_some(), "kept during its retention");
     tokio::time::sleep(Duration::from_secs(40)).await;
-    assert!(engine.snapshot(id).await.is_none(), "forgotten after it");
-    assert!(engine.subscribe(id, None).await.is_none());
+    assert!(engine.snapshot(id).await.expect("the store answers").is_none(), "forgotten after it");
+    assert!(engine.subscribe(id, None).await.expect("the store answers").is_none());
 }
 
 async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: Backend) {
@@ -239,7 +227,7 @@ async fn a_full_engine_forgets_the_oldest_ended_job_and_refuses_when_all_run(b: 
     let (first, _) = run_to_end(&engine, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
     let _running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("room");
     let _also_running = engine.start("ticker", json!({"steps": 5, "interval_ms": 1000})).await.expect("evicts");
-    assert!(engine.snapshot(first).await.is_none(), "the ended job made room");
+    assert!(engine.snapshot(first).await.expect("the store answers").is_none(), "the ended job made room");
     let refused = engine.start("ticker", json!({})).await.expect_err("all running");
     assert_eq!(refused, StartError::AtCapacity { limit: 2 });
     assert_eq!(engine.job_count(), 2);
@@ -260,7 +248,7 @@ async fn bad_kinds_and_params_are_refused_with_what_is_allowed(b: Backend) {
     assert_eq!(engine.job_count(), 0, "nothing was started");
     // JSON does not tell 3.0 from 3 (nor does JSON Schema's `integer`): both are three steps.
     let id = engine.start("ticker", json!({"steps": 3.0, "interval_ms": 1})).await.expect("3.0 is 3");
-    assert_eq!(engine.snapshot(id).await.expect("kept").kind, "ticker");
+    assert_eq!(engine.snapshot(id).await.expect("the store answers").expect("kept").kind, "ticker");
 }
 
 async fn the_checksum_job_does_real_work_and_returns_a_verified_digest(b: Backend) {
@@ -309,7 +297,7 @@ async fn shutdown_stops_running_jobs_and_refuses_new_ones(b: Backend) {
     let id = engine.start("failing", json!({"steps": 4, "fail_at_step": 4, "step_ms": 60000})).await.expect("starts");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(engine.shutdown(Duration::from_secs(5)).await, "jobs stopped in time");
-    let last = engine.snapshot(id).await.expect("kept");
+    let last = engine.snapshot(id).await.expect("the store answers").expect("kept");
     assert_eq!(last.status, JobStatus::Interrupted, "a job that cannot resume ends visibly");
     assert_eq!(last.error.as_deref(), Some(runner::STOPPED));
     assert_eq!(engine.start("ticker", json!({})).await, Err(StartError::ShuttingDown));
@@ -325,23 +313,24 @@ async fn past_max_running_jobs_wait_in_order_and_a_cancelled_waiter_never_runs(b
     assert_eq!(full, StartError::QueueFull { running: 1, queued: 2 });
     let waiting = |id| {
         let engine = engine.clone();
-        async move { engine.snapshot(id).await.expect("kept") }
+        async move { engine.snapshot(id).await.expect("the store answers").expect("kept") }
     };
     assert_eq!((waiting(second).await.status, waiting(second).await.queue_position), (JobStatus::Pending, Some(1)));
     assert_eq!(waiting(third).await.queue_position, Some(2));
 
-    assert_eq!(engine.cancel(second).await, Some(CancelOutcome::Withdrawn));
+    assert_eq!(engine.cancel(second).await.expect("the store answers"), Some(CancelOutcome::Withdrawn));
     assert_eq!(waiting(second).await.status, JobStatus::Cancelled, "a waiting job ends at once, and says so");
     assert_eq!(waiting(third).await.queue_position, Some(1), "the one behind moves up");
 
-    let first_done = collect(engine.subscribe(first, None).await.expect("kept")).await;
-    let third_done = collect(engine.subscribe(third, None).await.expect("kept")).await;
+    let first_done = collect(engine.subscribe(first, None).await.expect("the store answers").expect("kept")).await;
+    let third_done = collect(engine.subscribe(third, None).await.expect("the store answers").expect("kept")).await;
     assert_eq!(first_done.last().expect("events").state().expect("a state").status, JobStatus::Completed);
     let third_done = events(&third_done);
     assert_eq!(third_done.last().expect("events").status, JobStatus::Completed);
     assert!(third_done.iter().any(|s| s.status == JobStatus::Running && s.queue_position.is_none()));
     // The cancelled waiter's code never ran: it never left `pending`.
-    let second_all = events(&collect(engine.subscribe(second, None).await.expect("kept")).await);
+    let second_all =
+        events(&collect(engine.subscribe(second, None).await.expect("the store answers").expect("kept")).await);
     assert!(second_all.iter().all(|s| s.status != JobStatus::Running));
 }
 
@@ -357,11 +346,14 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     let waiting = first.start("ticker", json!({"steps": 2, "interval_ms": 10})).await.expect("queued");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(first.shutdown(Duration::from_secs(5)).await);
-    let paused = first.snapshot(ticking).await.expect("kept");
+    let paused = first.snapshot(ticking).await.expect("the store answers").expect("kept");
     if !b.store.outlives_process() {
         // Nothing survives this store: both end visibly instead of waiting forever.
         assert_eq!(paused.status, JobStatus::Interrupted);
-        assert_eq!(first.snapshot(waiting).await.expect("kept").status, JobStatus::Interrupted);
+        assert_eq!(
+            first.snapshot(waiting).await.expect("the store answers").expect("kept").status,
+            JobStatus::Interrupted
+        );
         return;
     }
     assert_eq!(paused.status, JobStatus::Running, "left at its checkpoint");
@@ -369,7 +361,7 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     drop(first);
 
     let second = engine_with(&b, config);
-    let all = collect(second.subscribe(ticking, None).await.expect("read back")).await;
+    let all = collect(second.subscribe(ticking, None).await.expect("the store answers").expect("read back")).await;
     assert_eq!(seqs(&all), (1..=all.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
     let states = events(&all);
     let last = states.last().expect("events");
@@ -384,7 +376,8 @@ async fn a_graceful_restart_resumes_resumable_jobs_and_keeps_waiting_ones(b: Bac
     ticks.sort_unstable();
     ticks.dedup();
     assert_eq!(ticks, (1..=6).collect::<Vec<u32>>(), "every tick, none skipped");
-    let queued = events(&collect(second.subscribe(waiting, None).await.expect("read back")).await);
+    let queued =
+        events(&collect(second.subscribe(waiting, None).await.expect("the store answers").expect("read back")).await);
     assert_eq!(queued.last().expect("events").status, JobStatus::Completed, "the waiting job ran after the restart");
 }
 
@@ -419,14 +412,20 @@ async fn jobs_cut_short_by_a_crash_resume_or_end_visibly(b: Backend) {
     let (after, found) = JobEngine::open(config, builtin(), b.store.clone()).expect("opens");
     assert_eq!(found, Recovered { jobs: 3, queued: 1, resumed: 1, interrupted: 1 });
     after.start_recovered();
-    let cut = events(&collect(after.subscribe(failing, Some(seq_at_crash(failing))).await.expect("read back")).await);
+    let cut = events(
+        &collect(
+            after.subscribe(failing, Some(seq_at_crash(failing))).await.expect("the store answers").expect("read back"),
+        )
+        .await,
+    );
     assert_eq!(cut.len(), 1, "one more event: the end");
     assert_eq!((cut[0].seq, cut[0].status), (seq_at_crash(failing) + 1, JobStatus::Interrupted));
     assert_eq!(cut[0].error.as_deref(), Some(runner::RESTARTED));
-    let resumed = collect(after.subscribe(ticking, None).await.expect("read back")).await;
+    let resumed = collect(after.subscribe(ticking, None).await.expect("the store answers").expect("read back")).await;
     assert_eq!(seqs(&resumed), (1..=resumed.len() as u64).collect::<Vec<_>>(), "no gap, no repeat");
     assert_eq!(events(&resumed).last().expect("events").data, Some(json!({"ticks": 5})));
-    let ran = events(&collect(after.subscribe(waiting, None).await.expect("read back")).await);
+    let ran =
+        events(&collect(after.subscribe(waiting, None).await.expect("the store answers").expect("read back")).await);
     assert_eq!(ran.last().expect("events").status, JobStatus::Completed);
 }
 
@@ -445,12 +444,12 @@ async fn the_owner_limit_holds_exactly_under_concurrent_starts(b: Backend) {
 async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
     let engine = engine(&b);
     let mut feed = engine.watch_owner("owner-a");
-    feed.borrow_and_update();
+    feed.mark_seen();
     engine.start_for(Some("owner-b"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
-    assert!(!feed.has_changed().expect("open"), "another owner's job does not wake a's feeds");
+    assert!(!feed.has_changed(), "another owner's job does not wake a's feeds");
     let mine =
         engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
-    assert!(feed.has_changed().expect("open"));
+    assert!(feed.has_changed());
     let listed: Vec<JobId> = engine.jobs_of("owner-a").await.iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![mine]);
 }
@@ -489,8 +488,116 @@ async fn swept_jobs_leave_the_store_too(b: Backend) {
     assert!(b.store.load().expect("loads").iter().any(|(r, _)| r.id == id), "the ended job is in the store");
     tokio::time::sleep(Duration::from_secs(70)).await;
     engine.flush().await;
-    assert!(engine.snapshot(id).await.is_none());
+    assert!(engine.snapshot(id).await.expect("the store answers").is_none());
     assert!(b.store.load().expect("loads").iter().all(|(r, _)| r.id != id), "its rows are gone");
+}
+
+/// A new job's row, as the engine would create it.
+fn new_row() -> super::store::JobRow {
+    let id = JobId::new_random();
+    super::store::JobRow {
+        id,
+        kind: "ticker".into(),
+        params: json!({}),
+        owner: None,
+        state: Arc::new(Snapshot::pending(id, "ticker", 1)),
+        checkpoint: None,
+        cancel_requested: false,
+        started_ms: None,
+        ended_ms: None,
+    }
+}
+
+/// A write of `row`'s state events numbered `seqs`, forgetting events up to `forget_through`.
+fn write_of(
+    row: &super::store::JobRow,
+    seqs: std::ops::RangeInclusive<u64>,
+    forget_through: u64,
+) -> super::store::JobWrite {
+    let events: Vec<JobEvent> = seqs
+        .map(|seq| {
+            let mut state = Snapshot::clone(&row.state);
+            state.seq = seq;
+            JobEvent::state(Arc::new(state))
+        })
+        .collect();
+    let state = match events.last() {
+        Some(JobEvent::State(state, _)) => Some(state.clone()),
+        _ => None,
+    };
+    super::store::JobWrite { events, state, forget_through, ..super::store::JobWrite::new(row.id) }
+}
+
+fn kept_seqs(store: &dyn JobStore, id: JobId) -> Vec<u64> {
+    let loaded = store.load().expect("loads");
+    let (_, events) = loaded.iter().find(|(row, _)| row.id == id).expect("the job is kept");
+    events.iter().map(JobEvent::seq).collect()
+}
+
+async fn a_write_that_does_not_fit_is_refused_alone_and_the_rest_is_written(b: Backend) {
+    use super::store::Batch;
+    let store = &*b.store;
+    let rows: Vec<_> = (0..3).map(|_| new_row()).collect();
+    let created = Batch {
+        created: rows.clone(),
+        writes: rows.iter().map(|row| write_of(row, 1..=1, 0)).collect(),
+        ..Batch::default()
+    };
+    assert_eq!(store.write(&created).expect("written"), Vec::<JobId>::new());
+
+    let stranger = new_row();
+    let batch = Batch {
+        writes: vec![write_of(&rows[0], 3..=3, 0), write_of(&rows[1], 2..=2, 0), write_of(&stranger, 2..=2, 0)],
+        ..Batch::default()
+    };
+    let mut refused = store.write(&batch).expect("the batch is written, less what does not fit");
+    refused.sort();
+    let mut expected = vec![rows[0].id, stranger.id];
+    expected.sort();
+    assert_eq!(refused, expected, "a gap and a job not kept are refused");
+    assert_eq!(kept_seqs(store, rows[0].id), [1], "nothing of the refused write is kept");
+    assert_eq!(kept_seqs(store, rows[1].id), [1, 2], "the write that fits is kept");
+
+    // A write that waited out an outage keeps only what would be kept: it may leave out
+    // exactly the events it forgets.
+    let coalesced = Batch { writes: vec![write_of(&rows[2], 10..=12, 9)], ..Batch::default() };
+    assert_eq!(store.write(&coalesced).expect("written"), Vec::<JobId>::new());
+    assert_eq!(kept_seqs(store, rows[2].id), [10, 11, 12]);
+    let past = Batch { writes: vec![write_of(&rows[2], 14..=14, 12)], ..Batch::default() };
+    assert_eq!(store.write(&past).expect("written"), vec![rows[2].id], "13 is neither kept nor forgotten");
+}
+
+/// The file under a SQLite backend, for a test that changes it behind the engine's back.
+fn sqlite_file(b: &Backend) -> rusqlite::Connection {
+    let path = b._dir.as_ref().expect("a SQLite backend").path().join("jobs.db");
+    let conn = rusqlite::Connection::open(path).expect("the file opens");
+    conn.busy_timeout(Duration::from_secs(10)).expect("a busy timeout");
+    conn
+}
+
+#[tokio::test]
+async fn a_job_whose_writes_the_store_refuses_holds_no_other_job_up() {
+    let b = sqlite();
+    let engine = engine(&b);
+    let doomed = engine.start("ticker", json!({"steps": 400, "interval_ms": 10})).await.expect("starts");
+    // An event far ahead of the doomed job's, as a buggy or foreign writer would leave: none of
+    // the job's next events follow the kept ones any more.
+    sqlite_file(&b)
+        .execute("INSERT INTO events (job, seq, log, data) VALUES (?1, 1000000, 0, '{}')", [doomed.to_string()])
+        .expect("written");
+    let other = engine.start("ticker", json!({"steps": 20, "interval_ms": 10})).await.expect("starts");
+    let seen = tokio::time::timeout(
+        Duration::from_secs(30),
+        collect(engine.subscribe(other, None).await.expect("the store answers").expect("kept")),
+    )
+    .await
+    .expect("the other job is not held up");
+    assert_eq!(events(&seen).last().map(|s| s.status), Some(JobStatus::Completed));
+    assert!(engine.ready().await.is_ok(), "the store takes every other write: {:?}", engine.ready().await);
+    // The doomed job stopped where the store refused it: its code was told to stop.
+    let stuck = engine.snapshot(doomed).await.expect("the store answers").expect("kept").seq;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(engine.snapshot(doomed).await.expect("the store answers").expect("kept").seq, stuck);
 }
 
 /// Runs each named behaviour test against every store: `memory_store::name`,
@@ -515,6 +622,7 @@ store_suite! {
     #[tokio::test(start_paused = true)] the_owner_limit_holds_exactly_under_concurrent_starts,
     #[tokio::test(start_paused = true)] an_owner_is_told_of_its_own_new_jobs_only,
     #[tokio::test] the_store_keeps_exactly_what_subscribers_were_shown,
+    #[tokio::test] a_write_that_does_not_fit_is_refused_alone_and_the_rest_is_written,
     #[tokio::test(start_paused = true)] swept_jobs_leave_the_store_too,
     #[tokio::test(start_paused = true)] every_event_has_the_next_sequence_number_from_pending_to_completed,
     #[tokio::test(start_paused = true)] subscribing_after_n_yields_exactly_the_events_after_n,

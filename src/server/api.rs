@@ -131,7 +131,7 @@ fn parse_id(id: &str) -> Result<JobId, AppError> {
 async fn current(engine: &JobEngine, owner: &Owner, id: &str) -> Result<(JobId, Snapshot), AppError> {
     let job = parse_id(id)?;
     authorize(engine, owner, job).await?;
-    let snapshot = engine.snapshot(job).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    let snapshot = engine.snapshot(job).await?.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
     Ok((job, Snapshot::clone(&snapshot)))
 }
 
@@ -162,11 +162,15 @@ pub async fn start_job(
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<Response, AppError> {
     let id = engine.start_for(Some(&owner.key), &request.kind, request.params).await?;
-    let location = HeaderValue::from_str(&status_url(id)).map_err(|_| AppError::JobNotFound(id.to_string()))?;
+    let location = HeaderValue::from_str(&status_url(id))
+        .map_err(|e| AppError::Internal(format!("the Location of job {id} is not a header value: {e}")))?;
     if query.stream {
         // The stream's first event is the job's `pending` state, whose `id` field names the job:
         // a client that loses this connection re-attaches to `links.events` with Last-Event-ID.
-        let subscription = engine.subscribe(id, None).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+        let subscription = engine
+            .subscribe(id, None)
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("job {id} was started but cannot be followed")))?;
         let mut response = sse_response(&engine, subscription);
         response.headers_mut().insert(header::LOCATION, location);
         if owner.is_new {
@@ -176,7 +180,10 @@ pub async fn start_job(
         }
         return Ok(response);
     }
-    let snapshot = engine.snapshot(id).await.ok_or_else(|| AppError::JobNotFound(id.to_string()))?;
+    let snapshot = engine
+        .snapshot(id)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("job {id} was started but cannot be read")))?;
     let accepted = Accepted { job: resource(&snapshot), owner_token: owner.is_new.then(|| owner.token.to_string()) };
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(accepted)).into_response())
 }
@@ -195,7 +202,7 @@ pub async fn get_job(
 ) -> Result<Response, AppError> {
     let (job, snapshot) = current(&engine, &owner, &id).await?;
     let mut headers = HeaderMap::new();
-    if let Some(wait) = engine.poll_after(job).await {
+    if let Some(wait) = engine.poll_after(job).await? {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
     }
     Ok((headers, Json(resource(&snapshot))).into_response())
@@ -222,7 +229,7 @@ pub async fn get_result(
         JobStatus::Pending | JobStatus::Running => Err(AppError::ResultNotReady {
             status: snapshot.status,
             progress: snapshot.progress,
-            retry_after: engine.poll_after(job).await.unwrap_or(std::time::Duration::from_secs(1)),
+            retry_after: engine.poll_after(job).await?.unwrap_or(std::time::Duration::from_secs(1)),
         }),
         JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => {
             Err(AppError::NoResult { status: snapshot.status, error: snapshot.error })
@@ -272,7 +279,7 @@ pub async fn get_logs(
     }
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job).await?;
-    let (lines, dropped) = engine.log_lines(job, query.after).await.ok_or(AppError::JobNotFound(id))?;
+    let (lines, dropped) = engine.log_lines(job, query.after).await?.ok_or(AppError::JobNotFound(id))?;
     let next_after = lines.last().map_or(query.after, |l| l.seq);
     Ok(Json(JobLogs { id: job, lines: lines.iter().map(|l| LogLine::clone(l)).collect(), dropped, next_after }))
 }
@@ -292,8 +299,8 @@ pub async fn cancel_job(
 ) -> Result<Response, AppError> {
     let job = parse_id(&id)?;
     authorize(&engine, &owner, job).await?;
-    let outcome = engine.cancel(job).await.ok_or_else(|| AppError::JobNotFound(id.clone()))?;
-    let snapshot = engine.snapshot(job).await.ok_or(AppError::JobNotFound(id))?;
+    let outcome = engine.cancel(job).await?.ok_or_else(|| AppError::JobNotFound(id.clone()))?;
+    let snapshot = engine.snapshot(job).await?.ok_or(AppError::JobNotFound(id))?;
     let (status, message) = match outcome {
         CancelOutcome::Requested => (StatusCode::ACCEPTED, "the job was told to stop".to_string()),
         CancelOutcome::Withdrawn => {

@@ -9,11 +9,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::jobs::store::StoreError;
 use crate::jobs::StartError;
 use crate::model::JobStatus;
 
 /// How long a client refused for a full queue should wait before trying again.
 pub const QUEUE_FULL_RETRY: Duration = Duration::from_secs(5);
+/// How long a client refused for too many open streams is asked to wait.
+pub const STREAMS_RETRY: Duration = Duration::from_secs(5);
+/// How long a client should wait before asking again while the job store does not answer.
+pub const STORE_RETRY: Duration = Duration::from_secs(2);
 
 /// A wait in whole seconds, rounded up and at least 1: a client that waits as told is let in.
 fn whole_seconds(wait: Duration) -> u64 {
@@ -107,6 +112,13 @@ pub enum AppError {
     /// The engine refused to start a job.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The job store could not be asked (a shared store that does not answer): whether the
+    /// job exists cannot be told now. The detail is logged, not sent.
+    #[error("the job store is not answering right now, so this job cannot be looked up; try again in {} s", STORE_RETRY.as_secs())]
+    StoreUnavailable(#[source] StoreError),
+    /// A failure inside the server. The detail is logged, not sent.
+    #[error("something went wrong inside the server; it has been logged, try again later")]
+    Internal(String),
     /// The result was asked for before the job ended.
     #[error("the job is still {status} ({progress:.0}% done); ask again in {} s", retry_after.as_secs())]
     ResultNotReady {
@@ -153,7 +165,8 @@ pub struct Problem {
 }
 
 impl AppError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
         match self {
             Self::JobNotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -173,6 +186,8 @@ impl AppError {
                 StartError::AtCapacity { .. } | StartError::ShuttingDown | StartError::StoreUnavailable { .. },
             ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ResultNotReady { .. } | Self::NoResult { .. } => StatusCode::CONFLICT,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -201,13 +216,16 @@ impl AppError {
             Self::Start(StartError::StoreUnavailable { .. }) => "store_unavailable",
             Self::ResultNotReady { .. } => "result_not_ready",
             Self::NoResult { .. } => "no_result",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::Internal(_) => "internal",
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::ResultNotReady { retry_after, .. } | Self::TooManyStarts { retry_after, .. } => Some(*retry_after),
-            Self::TooManyStreams { .. } => Some(super::limits::STREAMS_RETRY),
+            Self::TooManyStreams { .. } => Some(STREAMS_RETRY),
+            Self::StoreUnavailable(_) => Some(STORE_RETRY),
             Self::Start(
                 StartError::QueueFull { .. }
                 | StartError::AtCapacity { .. }
@@ -240,8 +258,19 @@ impl AppError {
     }
 }
 
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        Self::StoreUnavailable(error)
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        match &self {
+            Self::StoreUnavailable(error) => tracing::warn!(%error, "a request could not ask the job store"),
+            Self::Internal(detail) => tracing::error!(%detail, "a request failed inside the server"),
+            _ => {}
+        }
         let problem = self.problem();
         let mut response = (self.status(), axum::Json(&problem)).into_response();
         let headers = response.headers_mut();

@@ -81,7 +81,7 @@ pub async fn job_events(
     let job: JobId = id.parse().map_err(|_| AppError::JobNotFound(id.clone()))?;
     authorize(&engine, &owner, job).await?;
     let after = resume_point(&headers, &query)?;
-    let subscription = engine.subscribe(job, after).await.ok_or(AppError::JobNotFound(id))?;
+    let subscription = engine.subscribe(job, after).await?.ok_or(AppError::JobNotFound(id))?;
     let seen_the_end = subscription
         .current()
         .zip(after)

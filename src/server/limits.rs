@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method};
@@ -35,8 +34,7 @@ use super::AppError;
 /// The client addresses not limited unless configured otherwise: this machine's own.
 pub const DEFAULT_EXEMPT: &str = "127.0.0.0/8, ::1";
 
-/// How long a client refused for too many open streams is asked to wait.
-pub const STREAMS_RETRY: Duration = Duration::from_secs(5);
+pub use super::error::STREAMS_RETRY;
 
 /// The bounds, as configured (see `server::config`).
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +285,7 @@ pub async fn limit(State(limits): State<Arc<ClientLimits>>, request: Request, ne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn limits(config: LimitsConfig) -> ClientLimits {
         ClientLimits::new(config)

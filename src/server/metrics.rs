@@ -8,6 +8,9 @@
 //! - `sse_progress_subscriptions_open`: streams (and feed entries) following a job now;
 //! - `sse_progress_store_write_seconds`: how long each batch write to the store took;
 //! - `sse_progress_queue_length`: jobs waiting (the shared queue with a shared store);
+//! - `sse_progress_store_backlog_events`: events taken in and not yet in the store (while the
+//!   store refuses writes; bounded by each running job's replay bound);
+//! - `sse_progress_owners`: owners this instance keeps an entry for (jobs here, or a feed open);
 //! - with a shared store: `sse_progress_store_jobs`, `sse_progress_store_running`,
 //!   `sse_progress_jobs_held`, `sse_progress_lease_expiries_total`,
 //!   `sse_progress_leases_lost_total`, `sse_progress_store_errors_total`, each labelled with
@@ -74,6 +77,13 @@ pub fn render(stats: &EngineStats) -> String {
             "Jobs waiting for a slot (all instances, with a shared store).",
             stats.shared.as_ref().map_or(stats.queued, |s| s.queued),
         ),
+        (
+            "sse_progress_store_backlog_events",
+            "gauge",
+            "Events taken in and not yet in the store (while it refuses writes).",
+            stats.store_backlog,
+        ),
+        ("sse_progress_owners", "gauge", "Owners this instance keeps an entry for.", stats.owners),
     ];
     for (name, kind, help, value) in counters {
         head(&mut out, name, kind, help);

@@ -129,10 +129,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Owner {
     }
 }
 
-/// `Ok` when `owner` may see job `id`; the same 404 as for a job that does not exist otherwise.
-/// Jobs started without an owner (by the engine's own callers) are visible to all.
+/// `Ok` when `owner` may see job `id`; the same 404 as for a job that does not exist otherwise,
+/// and a 503 when the store cannot tell. Jobs started without an owner (by the engine's own
+/// callers) are visible to all.
 pub async fn authorize(engine: &JobEngine, owner: &Owner, id: JobId) -> Result<(), AppError> {
-    match engine.owner_of(id).await {
+    match engine.owner_of(id).await? {
         Some(None) => Ok(()),
         Some(Some(o)) if *o == *owner.key => Ok(()),
         _ => Err(AppError::JobNotFound(id.to_string())),

@@ -26,7 +26,7 @@ use super::extract::{parse_seq, ApiQuery};
 use super::owner::Owner;
 use super::sse::frame;
 use super::AppError;
-use crate::jobs::{Delivery, JobEngine, Subscription};
+use crate::jobs::{Delivery, JobEngine, OwnerWatch, Subscription};
 use crate::model::JobId;
 
 /// The query of `GET /api/events`.
@@ -100,17 +100,29 @@ struct Feed {
     engine: JobEngine,
     owner: Arc<str>,
     streams: SelectAll<BoxStream<'static, Bytes>>,
-    /// Wakes when one of the owner's jobs is started (never for other owners' jobs).
-    started: tokio::sync::watch::Receiver<u64>,
+    /// Wakes when one of the owner's jobs is started (never for other owners' jobs); keeps
+    /// the owner's entry in the engine while the feed lives, and not after.
+    started: OwnerWatch,
+    /// The jobs followed (or followed to their end), among those the owner still has: jobs
+    /// forgotten after their retention leave it, so it never outgrows the owner's jobs.
     known: HashSet<JobId>,
 }
 
 impl Feed {
-    /// Follows `job` after `after`, unless already followed.
+    /// Follows `job` after `after`, unless already followed. A job the store could not be
+    /// asked about now is tried again at the owner's next start.
     async fn follow(&mut self, job: JobId, after: u64) {
-        if self.known.insert(job) {
-            if let Some(sub) = self.engine.subscribe(job, Some(after)).await {
+        if self.known.contains(&job) {
+            return;
+        }
+        match self.engine.subscribe(job, Some(after)).await {
+            Ok(Some(sub)) => {
+                self.known.insert(job);
                 self.streams.push(job_events(job, sub));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%job, %error, "could not follow a job of the owner's feed; trying again later")
             }
         }
     }
@@ -118,7 +130,10 @@ impl Feed {
     /// Follows every job of the owner not followed yet from its first event: they were
     /// started after the feed opened.
     async fn follow_new(&mut self) {
-        for state in self.engine.jobs_of(&self.owner).await {
+        let jobs = self.engine.jobs_of(&self.owner).await;
+        let kept: HashSet<JobId> = jobs.iter().map(|state| state.id).collect();
+        self.known.retain(|job| kept.contains(job));
+        for state in jobs {
             self.follow(state.id, 0).await;
         }
     }
@@ -150,7 +165,7 @@ pub async fn owner_events(
     let cursors = parse_cursors(query.after.as_deref())?;
     // Listen for new jobs before looking at the existing ones, so none falls in between.
     let mut started = engine.watch_owner(&owner.key);
-    started.borrow_and_update();
+    started.mark_seen();
     let mut feed = Feed {
         engine: engine.clone(),
         owner: owner.key.clone(),

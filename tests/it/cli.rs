@@ -1,9 +1,7 @@
 //! The terminal client, as a person runs it: the real binary against a real server, through a
 //! proxy that drops the first stream part-way to show that `watch` re-attaches with no gap.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,7 +91,7 @@ async fn the_exit_code_says_how_the_job_ended() {
     let watcher = tokio::spawn(async move { cli(&["watch", &url]).await });
     // Cancelled once the watcher follows it.
     app.wait_for_streams(1).await;
-    app.engine.cancel(id.parse().expect("id")).await;
+    app.engine.cancel(id.parse().expect("id")).await.expect("the store answers");
     let cancelled = watcher.await.expect("watcher");
     assert_eq!(cancelled.status.code(), Some(3), "{}", String::from_utf8_lossy(&cancelled.stderr));
 

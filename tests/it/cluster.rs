@@ -2,7 +2,7 @@
 //! job, a job started on one is followed live from the others, cancel reaches a job wherever
 //! it runs, and killing or stalling instances loses nothing anyone was shown.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 /// Redis and `n` instances on it, with `env` for each.
 async fn cluster(n: usize, env: &[(&str, &str)]) -> (RedisProcess, Vec<ServerProcess>) {
-    let redis = RedisProcess::start().await;
+    let redis = RedisProcess::start();
     let mut instances = Vec::new();
     for _ in 0..n {
         instances.push(ServerProcess::start_with(&redis.url, 0, env).await);
@@ -226,7 +226,7 @@ async fn a_stalled_instance_never_writes_into_a_job_taken_over() {
 #[tokio::test]
 async fn a_redis_restart_under_load_loses_nothing_and_everything_recovers_by_itself() {
     let dir = tempfile::tempdir().expect("a folder");
-    let redis = RedisProcess::start_durable(dir.path(), 0).await;
+    let redis = RedisProcess::start_durable(dir.path(), 0);
     let (url, port) = (redis.url.clone(), redis.port());
     let a = ServerProcess::start(&url, 0).await;
     let b = ServerProcess::start(&url, 0).await;
@@ -255,7 +255,7 @@ async fn a_redis_restart_under_load_loses_nothing_and_everything_recovers_by_its
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _redis = RedisProcess::start_durable(dir.path(), port).await;
+    let _redis = RedisProcess::start_durable(dir.path(), port);
     for server in [&a, &b] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while client.http.get(server.url("/readyz")).send().await.expect("up").status() != 200 {
@@ -299,4 +299,61 @@ async fn metrics_tell_an_operator_what_each_instance_does() {
     let on_b = client.http.get(servers[1].url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     let delivered = on_b.lines().find(|l| l.starts_with("sse_progress_events_delivered_total")).expect("delivered");
     assert!(!delivered.ends_with(" 0"), "B delivered A's events: {delivered}");
+}
+
+/// Every view of a job, as `(what, status code, Retry-After)`, asked of `server` at once.
+async fn every_view(client: &Client, server: &ServerProcess, id: &str) -> Vec<(String, u16, Option<String>)> {
+    let views = [
+        ("GET", format!("/api/jobs/{id}")),
+        ("GET", format!("/api/jobs/{id}/events")),
+        ("GET", format!("/api/jobs/{id}/result")),
+        ("GET", format!("/api/jobs/{id}/logs")),
+        ("GET", format!("/jobs/{id}")),
+        ("DELETE", format!("/api/jobs/{id}")),
+    ];
+    let asked = views.iter().map(|(method, path)| async move {
+        let request = match *method {
+            "GET" => client.http.get(server.url(path)),
+            _ => client.http.delete(server.url(path)),
+        };
+        let response = client.auth(request).send().await.expect("an answer");
+        let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let code = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        (format!("{method} {path}: {body}"), code, retry)
+    });
+    futures::future::join_all(asked).await
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_makes_every_view_say_so_not_that_the_job_is_gone() {
+    let (redis, servers) = cluster(2, &[]).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let mut client = Client::new();
+    let id = client.start(a, "ticker", json!({"steps": 1, "interval_ms": 0})).await;
+    client.wait_for(a, &id, "completed").await;
+
+    // Redis hangs without closing a connection. B has never looked the job up, so it must ask.
+    redis.signal("STOP");
+    for (what, code, retry) in every_view(&client, b, &id).await {
+        let short: String = what.chars().take(300).collect();
+        assert_eq!(code, 503, "{short}");
+        if what.contains(" /api/") {
+            assert!(what.contains("store_unavailable"), "{short}");
+            assert_eq!(retry.as_deref(), Some("2"), "{short}");
+        } else {
+            assert!(what.contains("job store is not answering"), "the page says why: {short}");
+        }
+    }
+
+    redis.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answers = every_view(&client, b, &id).await;
+        if answers.iter().all(|(_, code, _)| *code == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the views did not come back after SIGCONT: {answers:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

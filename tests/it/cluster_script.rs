@@ -2,7 +2,7 @@
 //! front. Events come through nginx one by one (not buffered to the end), requests spread over
 //! the instances and go on when one is killed, and stopping the script leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! why, nothing already accepted is lost, and everything carries on by itself once there is
 //! room again. A real (tiny) file system, a real server process.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! `GET /api/jobs/{id}/events` over a real socket: the wire format, exact resumption, ended
 //! jobs, bad input, and graceful shutdown.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -198,6 +196,6 @@ async fn shutdown_ends_open_streams_promptly_and_stops_running_jobs() {
         .expect("server task")
         .expect("server ran cleanly");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("the store answers").expect("kept");
     assert_eq!(state.status.as_str(), "interrupted", "the running job was told to stop, and says why it ended");
 }

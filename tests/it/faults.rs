@@ -6,9 +6,7 @@
 //! to the job's end; the run reports faults injected, events checked, lost, duplicated and
 //! reordered.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

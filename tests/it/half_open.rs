@@ -5,9 +5,7 @@
 //! joined to this one by a veth pair, and its end of the pair goes down in the middle of the
 //! stream. Needs root and iproute2 (`ip`), as the CI machines have.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

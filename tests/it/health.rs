@@ -1,6 +1,6 @@
 //! `/healthz` and `/readyz` for load balancers: cheap, open to anyone, no cookie handed out.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::Value;

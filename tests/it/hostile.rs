@@ -5,9 +5,7 @@
 //! whenever the request reached the application) or, for bytes that are not HTTP, closed;
 //! never a 5xx, a panic or a hang. Nothing is started, and the server serves normally after.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,9 +2,7 @@
 //! streams per address and per owner, each refused with a `429`, `Retry-After` and a problem
 //! document that names the bound; the address behind a trusted proxy; loopback exempt by default.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::num::NonZeroU32;
 use std::time::Duration;

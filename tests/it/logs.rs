@@ -8,9 +8,7 @@
 //! callsite's interest process-wide, and a callsite first hit on a thread without one can stay
 //! disabled for the others.)
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -89,7 +87,7 @@ async fn lines_from_nested_code_and_blocking_work_reach_only_their_own_job_in_or
         let levels: Vec<&str> = lines.iter().map(|l| l["level"].as_str().expect("level")).collect();
         assert_eq!((levels[2], levels[6]), ("warn", "error"));
         assert_eq!(lines[3]["fields"]["i"], 0);
-        assert!(lines.iter().all(|l| l["ts"].as_u64().expect("ts") > 0 && l["target"] == "logs"));
+        assert!(lines.iter().all(|l| l["ts"].as_u64().expect("ts") > 0 && l["target"] == module_path!()));
         // Log lines and state changes share one sequence: 1, 2, 3 ... with no gap.
         let ids: Vec<u64> = events.iter().filter(|e| e.event != "end").map(|e| e.id.parse().expect("id")).collect();
         assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());

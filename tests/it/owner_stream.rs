@@ -2,9 +2,7 @@
 //! theirs), jobs started later in another tab appear on it, and resuming with `after` is exact
 //! for every job.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -126,4 +124,31 @@ async fn resuming_with_after_is_exact_for_every_job() {
 
     let bad = app.client.get(app.url("/api/events?after=nope")).send().await.expect("get");
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn feeds_of_clients_that_never_start_a_job_leave_nothing_behind() {
+    let app = TestApp::spawn().await;
+    // Without a cookie every request is a new owner, as a loop of `curl /api/events` is.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("a client");
+    for _ in 0..40 {
+        let opened = (0..50).map(|_| open(&client, app.url("/api/events")));
+        drop(futures::future::join_all(opened).await);
+    }
+    // A feed that is open keeps its owner; once every client has gone, none is left.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = app.engine.stats().await;
+        if stats.owners == 0 && stats.subscriptions_open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "2,000 closed feeds left {} owners behind", stats.owners);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // An owner with a job keeps its entry while the job is kept; its feed comes and goes.
+    let owner = reqwest::Client::builder().cookie_store(true).build().expect("a client");
+    start(&app, &owner, 1).await;
+    drop(open(&owner, app.url("/api/events")).await);
+    assert_eq!(app.engine.stats().await.owners, 1);
 }

@@ -2,9 +2,7 @@
 //! browsers, bearer token for other clients); anyone else gets the 404 of a job that does not
 //! exist, on every endpoint; one owner cannot take all the server's slots.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Value};
@@ -54,7 +52,7 @@ async fn another_owner_gets_404_on_every_view_of_a_job() {
     let page = other.get(app.url(&format!("/jobs/{id}"))).send().await.expect("page");
     assert_eq!(page.status(), 404);
     assert!(page.text().await.expect("html").contains("No such job"));
-    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("the store answers").expect("kept");
     assert!(!state.status.is_terminal(), "the other owner could not cancel it");
 }
 

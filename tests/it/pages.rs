@@ -2,9 +2,7 @@
 //! current state in its first HTML, unknown jobs get a 404 page, and the start form works as a
 //! plain HTML form too.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -23,7 +21,7 @@ async fn a_job_page_loaded_mid_job_renders_the_current_state_in_its_first_html()
     let id = app.start("ticker", json!({"steps": 10, "interval_ms": 100})).await;
     let job_id = id.parse().expect("id");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.engine.snapshot(job_id).await.expect("kept").progress < 30.0 {
+    while app.engine.snapshot(job_id).await.expect("the store answers").expect("kept").progress < 30.0 {
         assert!(tokio::time::Instant::now() < deadline, "the job never reached 30 % in 20 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -63,7 +61,8 @@ async fn the_start_form_works_as_a_plain_html_form() {
     assert_eq!(response.status(), 302);
     let location = response.headers()["location"].to_str().expect("text").to_string();
     let id = location.strip_prefix("/jobs/").expect("a job page");
-    let state = app.engine.snapshot(id.parse().expect("an id")).await.expect("the job exists");
+    let state =
+        app.engine.snapshot(id.parse().expect("an id")).await.expect("the store answers").expect("the job exists");
     assert_eq!(state.kind, "ticker");
 
     let page = app.client.get(app.url(&location)).send().await.expect("page");

@@ -2,9 +2,7 @@
 //! 202/Location/Retry-After to the result, the synchronous stream (read by a real SSE parser,
 //! dropped and re-attached with no gap), cancellation seen by the job's code, the queue and 429.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -150,7 +148,7 @@ async fn a_dropped_synchronous_stream_reattaches_with_no_gap_and_the_job_goes_on
     let seen = first.last().expect("events").id.clone();
     // Once the server has noticed the client left:
     app.wait_for_streams(0).await;
-    let job = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
+    let job = app.engine.snapshot(id.parse().expect("id")).await.expect("the store answers").expect("kept");
     assert_eq!(job.status.as_str(), "running", "disconnecting did not cancel the job");
 
     let (rest, _) = read_events(app.events(&id, Some(&seen), "").await, usize::MAX).await;
@@ -169,7 +167,7 @@ async fn cancelling_is_seen_by_the_job_code_and_every_view_shows_cancelled() {
     // Cancel once the job's code is at work.
     let job_id = id.parse().expect("id");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.engine.snapshot(job_id).await.expect("kept").progress <= 0.0 {
+    while app.engine.snapshot(job_id).await.expect("the store answers").expect("kept").progress <= 0.0 {
         assert!(tokio::time::Instant::now() < deadline, "the job made no progress in 20 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

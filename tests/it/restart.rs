@@ -1,7 +1,7 @@
 //! Jobs outlive the process: the real binary on a real SQLite file, killed with SIGKILL
 //! mid-job or stopped with SIGTERM, then started again on the same file and port.
 
-mod common;
+use crate::common;
 
 use common::client::{assert_contiguous, drain, seq_of, Client};
 use common::process::{sqlite_store, RedisProcess, ServerProcess};
@@ -18,7 +18,7 @@ async fn a_killed_server_loses_nothing_it_showed_and_picks_up_where_it_was() {
 
 #[tokio::test]
 async fn on_redis_too_a_killed_server_loses_nothing_and_picks_up_where_it_was() {
-    let redis = RedisProcess::start().await;
+    let redis = RedisProcess::start();
     killed_and_started_again(&redis.url).await;
 }
 

@@ -6,9 +6,7 @@
 //!
 //! Needs Schemathesis 4.32 or later (`scripts/setup` installs it from PyPI).
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::TestApp;
 use sse_progress::jobs::EngineConfig;

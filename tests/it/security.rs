@@ -2,9 +2,7 @@
 //! their scripts, every response carries the basic security headers, and requests from other
 //! sites cannot start or cancel jobs.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Value};
@@ -108,7 +106,7 @@ async fn other_sites_cannot_start_or_cancel_jobs() {
         .await
         .expect("delete");
     assert_eq!(cancel.status(), 403);
-    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("the store answers").expect("kept");
     assert!(!state.status.is_terminal(), "the job goes on");
     // Reading is not changing: a cross-site GET is answered (CORS keeps its body from other pages).
     let read = app

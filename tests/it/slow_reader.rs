@@ -3,9 +3,7 @@
 //! every event meanwhile, and when the slow one reads again, past the replay window, it is told
 //! with a `reset` carrying the whole state, then follows to the end with no gap after it.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -34,7 +32,7 @@ async fn a_reader_that_falls_out_of_the_replay_window_gets_a_reset_and_holds_up_
     let last = *fast_ids.last().expect("events");
     assert_eq!(fast_ids, (1..=last).collect::<Vec<_>>());
     assert!(fast.iter().all(|e| e.event != "reset"));
-    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("kept");
+    let state = app.engine.snapshot(id.parse().expect("id")).await.expect("the store answers").expect("kept");
     assert_eq!(state.status, JobStatus::Completed);
 
     // Now the slow one reads: what the socket held, then a reset, then the rest to `end`.

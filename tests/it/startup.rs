@@ -2,7 +2,7 @@
 //! panic: an unknown scheme, an unusable path, a file another process holds, a file that is
 //! not a job store, a full disk.
 
-mod common;
+use crate::common;
 
 use common::disk::SmallDisk;
 use common::process::{sqlite_store, ServerProcess, StartFailure};

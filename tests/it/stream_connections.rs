@@ -2,9 +2,7 @@
 //! when its stream request is the first on a new connection, over raw TCP so that nothing
 //! between hides the wire.
 
-#![cfg(feature = "ssr")]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

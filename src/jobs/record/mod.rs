@@ -1,4 +1,4 @@
-//! One job's memory: its state, its bounded replay log, and the signal that wakes its
+//! One job's record: who it is, its memory ([`replay`]), and the signal that wakes its
 //! subscribers.
 //!
 //! Every change is one event with the job's next sequence number: a state change carries the
@@ -9,13 +9,18 @@
 //! when the watch channel says something new was published, so a slow subscriber costs the
 //! job nothing and can never block it or the others.
 //!
+//! Each run of the job's code has a *run number*, and everything a run writes carries it: a
+//! run that was superseded (its lease lost, the job taken over, even by this same instance
+//! again within the old run's cancel grace) can write nothing more, not even its end.
+//!
 //! With a store several instances share, a record is either *held* (this instance runs the job
 //! under a lease whose token goes with every write) or a *mirror* of a job another instance
 //! runs or that waits in the shared queue: a mirror writes nothing, and takes in what the
 //! store says was appended ([`JobRecord::absorb`]). A record changes role in place
 //! ([`JobRecord::adopt`], [`JobRecord::lose`]), so its subscribers never notice the hand-over.
 
-use std::collections::VecDeque;
+mod replay;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -23,100 +28,17 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use replay::RecordState;
+pub(crate) use replay::{CatchUp, RecordLimits};
+
 use super::clock::Clock;
-use super::journal::Journal;
+use super::event::{line_size, JobEvent};
+use super::journal::{Journal, Written};
 use super::store::{JobRow, LoadedJob};
 use crate::model::{JobId, JobStatus, LogLine, Snapshot};
 
 /// How often, at most, a job that is dropping log lines says so while it runs, in ms.
 const DROP_REPORT_EVERY_MS: u64 = 1_000;
-
-/// An event's JSON, encoded once when the event is made: the store writes it and every
-/// subscriber sends it, however many there are.
-pub type Json = Arc<str>;
-
-/// One event in a job's replay log, with its JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobEvent {
-    /// The job's state changed; this is the whole state after the change.
-    State(Arc<Snapshot>, Json),
-    /// The job's code logged a line.
-    Log(Arc<LogLine>, Json),
-}
-
-impl JobEvent {
-    /// A change of state, encoded.
-    pub fn state(state: Arc<Snapshot>) -> Self {
-        let json = encode(&*state, state.seq);
-        Self::State(state, json)
-    }
-
-    /// A log line, encoded.
-    pub fn log(line: Arc<LogLine>) -> Self {
-        let json = encode(&*line, line.seq);
-        Self::Log(line, json)
-    }
-
-    /// The event's sequence number.
-    pub fn seq(&self) -> u64 {
-        match self {
-            Self::State(s, _) => s.seq,
-            Self::Log(l, _) => l.seq,
-        }
-    }
-
-    /// The event's JSON.
-    pub fn json(&self) -> &Json {
-        match self {
-            Self::State(_, json) | Self::Log(_, json) => json,
-        }
-    }
-
-    /// The bytes it holds in a replay log, about.
-    fn size(&self) -> usize {
-        let value = match self {
-            Self::State(s, _) => std::mem::size_of::<Snapshot>() + s.kind.len() + s.step.len() + s.message.len(),
-            Self::Log(l, _) => std::mem::size_of::<LogLine>() + l.target.len() + line_size(l),
-        };
-        value + self.json().len()
-    }
-}
-
-/// `value` as JSON. A job's states and log lines always encode (their maps have string keys);
-/// should one not, its sequence number still goes out, and the error is logged.
-pub fn encode<T: serde::Serialize>(value: &T, seq: u64) -> Json {
-    serde_json::to_string(value)
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, seq, "could not encode an event");
-            format!("{{\"seq\":{seq}}}")
-        })
-        .into()
-}
-
-/// What a subscriber at some cursor should get next.
-#[derive(Debug)]
-pub(crate) enum CatchUp {
-    /// The published events after the cursor, oldest first.
-    Events(Vec<JobEvent>),
-    /// The cursor is not in the log any more (or never was): here is the whole state, whose
-    /// `seq` is the newest published event's.
-    Reset(Arc<Snapshot>),
-    /// Nothing new; `ended` says whether anything ever will be.
-    UpToDate { ended: bool },
-}
-
-/// The bounds of one job's memory.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RecordLimits {
-    /// Events kept for replay.
-    pub(crate) replay_capacity: usize,
-    /// Bytes the events kept for replay may hold, about (at least the newest is kept).
-    pub(crate) replay_bytes: usize,
-    /// Log lines accepted over the job's life.
-    pub(crate) max_log_lines: usize,
-    /// Bytes of log messages and fields accepted over the job's life.
-    pub(crate) max_log_bytes: usize,
-}
 
 /// Where a record's events go and what it reads the time from.
 #[derive(Clone)]
@@ -136,7 +58,7 @@ pub(crate) struct JobRecord {
     /// Whose job it is (an opaque key the web layer gives), if anyone's.
     pub(crate) owner: Option<Arc<str>>,
     /// Told to the job's code when it must stop (asked to, the server is stopping, or another
-    /// instance took it over); a new one for each run.
+    /// instance took it over); a new one for each hand-over.
     cancel: Mutex<CancellationToken>,
     /// Whether someone asked it to stop (as opposed to the server stopping).
     cancel_requested: AtomicBool,
@@ -144,113 +66,18 @@ pub(crate) struct JobRecord {
     lease: AtomicU64,
     /// Whether this is a mirror of a job this instance does not hold (it writes nothing).
     mirror: AtomicBool,
+    /// The current run's number: only writes made with it are taken. Changed (under the state
+    /// lock) by every new run and every hand-over.
+    run: AtomicU64,
     state: Mutex<RecordState>,
     /// Carries the newest published sequence number; subscribers wait on it.
     seq_tx: watch::Sender<u64>,
     ctx: RecordContext,
 }
 
-struct RecordState {
-    /// The job's newest state, perhaps not written yet; its `seq` is the newest event's.
-    current: Arc<Snapshot>,
-    /// The newest state written to the store: what everyone is shown. `None` until the job's
-    /// first event is written.
-    published: Option<Arc<Snapshot>>,
-    /// The newest events, at most `replay_capacity` of them, oldest first (the newest may not
-    /// be published yet).
-    log: VecDeque<JobEvent>,
-    /// What the events in `log` hold, in bytes (about).
-    log_size: usize,
-    /// Log lines and bytes accepted so far.
-    log_lines: usize,
-    log_bytes: usize,
-    /// Log lines refused for the bounds, and when that was last told (ms).
-    logs_dropped: u64,
-    drop_told_at: Option<u64>,
-    /// When the job started running and when it ended (ms since the epoch).
-    started_ms: Option<u64>,
-    ended_ms: Option<u64>,
-    /// The newest checkpoint the job's code saved.
-    checkpoint: Option<Value>,
-    /// For a mirror: the store no longer keeps the job (its retention passed elsewhere), so
-    /// nothing more will come.
-    forgotten: bool,
-}
-
-impl RecordState {
-    /// The state of a job as `row` and its `events` say, the newest events kept as `limits`
-    /// allow.
-    fn of(row: &JobRow, mut events: Vec<JobEvent>, stored: bool, limits: RecordLimits) -> Self {
-        // Read apart, the events may reach past the row's state: those come again later.
-        events.retain(|e| e.seq() <= row.state.seq);
-        let skip = events.len().saturating_sub(limits.replay_capacity);
-        let kept: Vec<JobEvent> = events.into_iter().skip(skip).collect();
-        let lines = kept.iter().filter_map(|e| match e {
-            JobEvent::Log(l, _) => Some(line_size(l)),
-            JobEvent::State(..) => None,
-        });
-        let (log_lines, log_bytes) = lines.fold((0, 0), |(n, b), size| (n + 1, b + size));
-        let mut state = Self {
-            current: row.state.clone(),
-            published: stored.then(|| row.state.clone()),
-            log: VecDeque::with_capacity(kept.len()),
-            log_size: 0,
-            log_lines,
-            log_bytes,
-            logs_dropped: row.state.logs_dropped,
-            drop_told_at: None,
-            started_ms: row.started_ms,
-            ended_ms: row.state.status.is_terminal().then(|| row.ended_ms.unwrap_or(row.state.ts)),
-            checkpoint: row.checkpoint.clone(),
-            forgotten: false,
-        };
-        for event in kept {
-            state.push(event, limits);
-        }
-        state
-    }
-
-    /// A mirror's newest state, as written by whoever holds the job.
-    fn set_mirrored(&mut self, state: Arc<Snapshot>) {
-        if self.started_ms.is_none() && state.status == JobStatus::Running {
-            self.started_ms = Some(state.ts);
-        }
-        if state.status.is_terminal() {
-            self.ended_ms = Some(state.ts);
-        }
-        self.logs_dropped = state.logs_dropped;
-        self.current = state.clone();
-        self.published = Some(state);
-    }
-
-    /// Adds the newest event, forgetting the oldest ones past the count or the bytes the
-    /// limits allow (the newest is always kept).
-    fn push(&mut self, event: JobEvent, limits: RecordLimits) {
-        let size = event.size();
-        while !self.log.is_empty()
-            && (self.log.len() >= limits.replay_capacity || self.log_size + size > limits.replay_bytes)
-        {
-            if let Some(oldest) = self.log.pop_front() {
-                self.log_size -= oldest.size();
-            }
-        }
-        self.log_size += size;
-        self.log.push_back(event);
-    }
-
-    fn published_seq(&self) -> u64 {
-        self.published.as_ref().map_or(0, |s| s.seq)
-    }
-}
-
-/// Bytes a log line counts against its job's bound.
-fn line_size(line: &LogLine) -> usize {
-    line.message.len() + line.fields.iter().map(|(k, v)| k.len() + v.to_string().len()).sum::<usize>()
-}
-
 impl JobRecord {
-    /// A new job in the `pending` state, its event number 1 (not yet written: the engine hands
-    /// it to the journal with the job's row, see [`first_event`](Self::first_event)).
+    /// A new job in the `pending` state, its event number 1 (not yet written: see
+    /// [`create`](Self::create)).
     pub(crate) fn new(
         id: JobId,
         kind: &str,
@@ -321,10 +148,17 @@ impl JobRecord {
             cancel_requested: AtomicBool::new(row.cancel_requested),
             lease: AtomicU64::new(0),
             mirror: AtomicBool::new(false),
+            run: AtomicU64::new(0),
             state: Mutex::new(state),
             seq_tx,
             ctx,
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RecordState> {
+        // The lock is only held for plain field updates that cannot panic half-way, so a
+        // poisoned lock still guards consistent data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What the job's code is told to stop by (the current run's).
@@ -337,25 +171,39 @@ impl JobRecord {
         self.lease.load(Ordering::Relaxed)
     }
 
-    /// Holds the job under `token` from now on.
-    pub(crate) fn set_lease(&self, token: u64) {
-        self.lease.store(token, Ordering::Relaxed);
+    /// Whether this record only mirrors a job this instance does not hold.
+    pub(crate) fn is_mirror(&self) -> bool {
+        self.mirror.load(Ordering::Relaxed)
+    }
+
+    /// The current run's number.
+    pub(crate) fn run(&self) -> u64 {
+        self.run.load(Ordering::Relaxed)
+    }
+
+    /// A new run of the job's code begins: its number, which everything it writes carries.
+    /// Whatever an earlier run still writes is refused from now on.
+    pub(crate) fn begin_run(&self) -> u64 {
+        let _state = self.lock();
+        self.run.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Hands the new job's row and first event to the journal (before anything the job does:
+    /// the journal keeps the order it is told things).
+    pub(crate) fn create(self: &Arc<Self>) {
+        let (row, first) = self.first_event();
+        self.ctx.journal.create(self.clone(), row, first);
     }
 
     /// A shared store admitted this new job (its first event is stored): show it. With a
     /// `lease` this instance runs it; with none (0) it waits in the shared queue and the
     /// record mirrors it until some instance claims it.
     pub(crate) fn admitted(&self, lease: u64) {
-        self.set_lease(lease);
+        self.lease.store(lease, Ordering::Relaxed);
         self.publish(self.current());
         if lease == 0 {
             self.mirror.store(true, Ordering::Relaxed);
         }
-    }
-
-    /// Whether this record only mirrors a job this instance does not hold.
-    pub(crate) fn is_mirror(&self) -> bool {
-        self.mirror.load(Ordering::Relaxed)
     }
 
     /// This instance now holds the job, under `token`, as the store keeps it (`job`): the
@@ -363,16 +211,17 @@ impl JobRecord {
     /// it came from) and a fresh stop signal, and writes from now on. Subscribers stay.
     pub(crate) fn adopt(&self, job: LoadedJob, token: u64, cancel: CancellationToken) {
         let (row, events) = job;
-        {
+        let seq = {
             let mut state = self.lock();
             *state = RecordState::of(&row, events, true, self.ctx.limits);
-            // A run of an earlier lease, if one is still going, stops for good.
+            // A run of an earlier lease, if one is still going, stops for good and writes nothing more.
+            self.run.fetch_add(1, Ordering::Relaxed);
             std::mem::replace(&mut *self.cancel.lock().unwrap_or_else(PoisonError::into_inner), cancel).cancel();
             self.cancel_requested.store(row.cancel_requested, Ordering::Relaxed);
             self.lease.store(token, Ordering::Relaxed);
             self.mirror.store(false, Ordering::Relaxed);
-        }
-        let seq = self.lock().published_seq();
+            state.published_seq()
+        };
         self.seq_tx.send_replace(seq);
     }
 
@@ -385,13 +234,9 @@ impl JobRecord {
             if self.mirror.swap(true, Ordering::Relaxed) {
                 return false;
             }
+            self.run.fetch_add(1, Ordering::Relaxed);
             self.lease.store(0, Ordering::Relaxed);
-            if let Some(published) = state.published.clone() {
-                let seq = published.seq;
-                state.log.retain(|e| e.seq() <= seq);
-                state.ended_ms = published.status.is_terminal().then_some(published.ts);
-                state.current = published;
-            }
+            state.rewind_to_published();
         }
         self.cancel_token().cancel();
         true
@@ -406,34 +251,7 @@ impl JobRecord {
             if !self.is_mirror() {
                 return;
             }
-            let known = s.published_seq();
-            let fresh: Vec<JobEvent> = events.into_iter().filter(|e| e.seq() > known).collect();
-            let follows = fresh.first().is_some_and(|e| e.seq() == known + 1);
-            if !follows && state.seq > known {
-                // The events in between were trimmed: start over from the store's state.
-                s.log.clear();
-                s.set_mirrored(Arc::new(state));
-            }
-            let limits = self.ctx.limits;
-            for event in fresh {
-                let newest_kept = s.log.back().map_or(0, JobEvent::seq);
-                if event.seq() <= s.published_seq() || event.seq() <= newest_kept {
-                    continue;
-                }
-                if event.seq() != s.published_seq() + 1 {
-                    break; // never a hole in the log; the next look fills it
-                }
-                let next = match &event {
-                    JobEvent::State(state, _) => state.clone(),
-                    JobEvent::Log(line, _) => {
-                        let mut next = Snapshot::clone(&s.current);
-                        next.seq = line.seq;
-                        Arc::new(next)
-                    }
-                };
-                s.push(event, limits);
-                s.set_mirrored(next);
-            }
+            s.absorb(events, state, self.ctx.limits);
             s.published_seq()
         };
         self.seq_tx.send_if_modified(|old| {
@@ -454,12 +272,6 @@ impl JobRecord {
     pub(crate) fn cancel_from_store(&self) {
         self.cancel_requested.store(true, Ordering::Relaxed);
         self.cancel_token().cancel();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, RecordState> {
-        // The lock is only held for plain field updates that cannot panic half-way, so a
-        // poisoned lock still guards consistent data.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The row the store keeps for this (new) job, and its first event.
@@ -506,11 +318,6 @@ impl JobRecord {
         self.lock().ended_ms.is_some()
     }
 
-    /// How many events are kept for replay.
-    pub(crate) fn replay_capacity(&self) -> u64 {
-        u64::try_from(self.ctx.limits.replay_capacity).unwrap_or(u64::MAX)
-    }
-
     /// The newest checkpoint the job's code saved.
     pub(crate) fn checkpoint(&self) -> Option<Value> {
         self.lock().checkpoint.clone()
@@ -525,30 +332,42 @@ impl JobRecord {
     pub(crate) fn request_cancel(self: &Arc<Self>) {
         if !self.cancel_requested.swap(true, Ordering::Relaxed) {
             let _state = self.lock(); // keeps the request in order with the job's events
-            self.ctx.journal.cancel_requested(self.clone());
+            self.ctx.journal.cancel_requested(self.clone(), self.lease());
         }
         self.cancel_token().cancel();
     }
 
-    /// Saves a checkpoint: written with (or after) the events before it.
-    pub(crate) fn save_checkpoint(self: &Arc<Self>, value: Value) {
+    /// Saves a checkpoint for run `run`: written with (or after) the events before it.
+    pub(crate) fn save_checkpoint(self: &Arc<Self>, run: u64, value: Value) {
         let mut state = self.lock();
-        if state.ended_ms.is_some() || self.is_mirror() {
+        if state.ended_ms.is_some() || !self.writes_as(run) {
             return;
         }
         state.checkpoint = Some(value.clone());
-        self.ctx.journal.checkpoint(self.clone(), value);
+        self.ctx.journal.checkpoint(self.clone(), self.lease(), value);
     }
 
-    /// Applies one change as one event. Returns the event's sequence number, or `None` when
-    /// the change changed nothing or the job had already ended (an ended job is final).
-    pub(crate) fn apply(self: &Arc<Self>, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
+    /// Whether run `run` may write (under the state lock): it is the current run, of a job
+    /// this instance holds.
+    fn writes_as(&self, run: u64) -> bool {
+        run == self.run() && !self.is_mirror()
+    }
+
+    /// Applies one change made by run `run` as one event. Returns the event's sequence number,
+    /// or `None` when the change changed nothing, the job had already ended (an ended job is
+    /// final), or `run` is no longer the job's current run.
+    pub(crate) fn apply_as(self: &Arc<Self>, run: u64, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
         let mut state = self.lock();
-        self.apply_locked(&mut state, change)
+        self.apply_locked(&mut state, run, change)
     }
 
-    fn apply_locked(self: &Arc<Self>, state: &mut RecordState, change: impl FnOnce(&mut Snapshot)) -> Option<u64> {
-        if state.ended_ms.is_some() || self.is_mirror() {
+    fn apply_locked(
+        self: &Arc<Self>,
+        state: &mut RecordState,
+        run: u64,
+        change: impl FnOnce(&mut Snapshot),
+    ) -> Option<u64> {
+        if state.ended_ms.is_some() || !self.writes_as(run) {
             return None;
         }
         let mut next = Snapshot::clone(&state.current);
@@ -572,16 +391,17 @@ impl JobRecord {
         let event = JobEvent::state(next.clone());
         state.push(event.clone(), self.ctx.limits);
         state.current = next.clone();
-        self.ctx.journal.event(self.clone(), event, next.clone());
+        self.ctx.journal.event(self.clone(), self.lease(), event, next.clone());
         Some(next.seq)
     }
 
-    /// Adds a log line (its `seq` is set here) as one event, unless the job has ended or the
-    /// line would pass the job's log bounds: then it is counted as dropped, and the count is
-    /// told in the job's state (at once for the first, then at most once a second, and at the end).
-    pub(crate) fn log(self: &Arc<Self>, mut line: LogLine) -> Option<u64> {
+    /// Adds a log line of run `run` (its `seq` is set here) as one event, unless the job has
+    /// ended, the run is no longer current, or the line would pass the job's log bounds: then
+    /// it is counted as dropped, and the count is told in the job's state (at once for the
+    /// first, then at most once a second, and at the end).
+    pub(crate) fn log_as(self: &Arc<Self>, run: u64, mut line: LogLine) -> Option<u64> {
         let mut state = self.lock();
-        if state.ended_ms.is_some() || self.is_mirror() {
+        if state.ended_ms.is_some() || !self.writes_as(run) {
             return None;
         }
         let size = line_size(&line);
@@ -593,7 +413,7 @@ impl JobRecord {
                 return None;
             }
             state.drop_told_at = Some(now);
-            return self.apply_locked(&mut state, |_| {});
+            return self.apply_locked(&mut state, run, |_| {});
         }
         state.log_lines += 1;
         state.log_bytes += size;
@@ -605,12 +425,12 @@ impl JobRecord {
         current.seq = line.seq;
         let current = Arc::new(current);
         state.current = current.clone();
-        self.ctx.journal.event(self.clone(), event, current);
+        self.ctx.journal.event(self.clone(), self.lease(), event, current);
         Some(line.seq)
     }
 
     /// The journal wrote events up to `state.seq`: show them.
-    pub(crate) fn publish(&self, state: Arc<Snapshot>) {
+    fn publish(&self, state: Arc<Snapshot>) {
         let seq = state.seq;
         {
             let mut s = self.lock();
@@ -626,42 +446,38 @@ impl JobRecord {
 
     /// What a subscriber that has seen everything up to `cursor` gets next.
     pub(crate) fn catch_up(&self, cursor: u64) -> CatchUp {
-        let state = self.lock();
-        let Some(published) = &state.published else {
-            return CatchUp::UpToDate { ended: false };
-        };
-        let newest = published.seq;
-        if cursor == newest {
-            return CatchUp::UpToDate { ended: published.status.is_terminal() || state.forgotten };
-        }
-        // An empty log (a job read back without its events) holds nothing to replay.
-        let oldest = state.log.front().map_or(newest + 1, JobEvent::seq);
-        if cursor > newest || cursor + 1 < oldest {
-            return CatchUp::Reset(published.clone());
-        }
-        let skip = usize::try_from(cursor + 1 - oldest).unwrap_or(usize::MAX);
-        CatchUp::Events(state.log.iter().skip(skip).take_while(|e| e.seq() <= newest).cloned().collect())
+        self.lock().catch_up(cursor)
     }
 
     /// The published log lines still in the replay log after sequence `after`, and how many
     /// were dropped.
     pub(crate) fn log_lines_after(&self, after: u64) -> (Vec<Arc<LogLine>>, u64) {
-        let state = self.lock();
-        let newest = state.published_seq();
-        let lines = state
-            .log
-            .iter()
-            .filter_map(|e| match e {
-                JobEvent::Log(l, _) if l.seq > after && l.seq <= newest => Some(l.clone()),
-                _ => None,
-            })
-            .collect();
-        (lines, state.published.as_ref().map_or(0, |s| s.logs_dropped))
+        self.lock().log_lines_after(after)
     }
 
     /// A receiver that wakes when a new event is published.
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.seq_tx.subscribe()
+    }
+}
+
+impl Written for JobRecord {
+    fn job(&self) -> JobId {
+        self.id
+    }
+
+    fn replay_capacity(&self) -> u64 {
+        u64::try_from(self.ctx.limits.replay_capacity).unwrap_or(u64::MAX)
+    }
+
+    fn stored(&self, state: Arc<Snapshot>) {
+        self.publish(state);
+    }
+
+    fn refused(&self, lease: u64) -> bool {
+        // Only the lease the refused writes were made under is lost: a record that was taken
+        // back since (a newer lease) keeps it.
+        lease == self.lease() && self.lose()
     }
 }
 
@@ -678,7 +494,7 @@ mod tests {
         let journal = Journal::start(Arc::new(MemoryStore::new()));
         let ctx = RecordContext { limits, journal: journal.clone(), clock: Clock::start() };
         let r = JobRecord::new(JobId::new_random(), "test", Value::Null, None, ctx, CancellationToken::new());
-        journal.create(r.clone());
+        r.create();
         (r, journal)
     }
 
@@ -690,7 +506,7 @@ mod tests {
     async fn progressed(replay_capacity: usize, changes: u32) -> (Arc<JobRecord>, Journal) {
         let (r, journal) = record(replay_capacity);
         for p in 1..=changes {
-            r.apply(|s| s.progress = f64::from(p));
+            r.apply_as(r.run(), |s| s.progress = f64::from(p));
         }
         journal.flush().await;
         (r, journal)
@@ -718,8 +534,8 @@ mod tests {
     async fn every_change_gets_the_next_sequence_number() {
         let (r, journal) = record(16);
         assert_eq!(r.current().seq, 1);
-        assert_eq!(r.apply(|s| s.progress = 10.0), Some(2));
-        assert_eq!(r.apply(|s| s.message = "hello".into()), Some(3));
+        assert_eq!(r.apply_as(r.run(), |s| s.progress = 10.0), Some(2));
+        assert_eq!(r.apply_as(r.run(), |s| s.message = "hello".into()), Some(3));
         journal.flush().await;
         let s = r.snapshot().expect("published");
         assert_eq!((s.seq, s.progress, s.message.as_str()), (3, 10.0, "hello"));
@@ -728,9 +544,9 @@ mod tests {
     #[tokio::test]
     async fn log_lines_share_the_sequence_and_move_the_state_on() {
         let (r, journal) = record(16);
-        assert_eq!(r.log(line("one")), Some(2));
-        assert_eq!(r.apply(|s| s.progress = 5.0), Some(3));
-        assert_eq!(r.log(line("two")), Some(4));
+        assert_eq!(r.log_as(r.run(), line("one")), Some(2));
+        assert_eq!(r.apply_as(r.run(), |s| s.progress = 5.0), Some(3));
+        assert_eq!(r.log_as(r.run(), line("two")), Some(4));
         journal.flush().await;
         assert_eq!(r.snapshot().expect("published").seq, 4, "the state's seq is the newest event's");
         let (lines, dropped) = r.log_lines_after(2);
@@ -741,18 +557,18 @@ mod tests {
     #[tokio::test]
     async fn a_change_that_changes_nothing_is_not_an_event() {
         let (r, _journal) = record(16);
-        r.apply(|s| s.progress = 10.0);
-        assert_eq!(r.apply(|s| s.progress = 10.0), None);
+        r.apply_as(r.run(), |s| s.progress = 10.0);
+        assert_eq!(r.apply_as(r.run(), |s| s.progress = 10.0), None);
         assert_eq!(r.current().seq, 2);
     }
 
     #[tokio::test]
     async fn an_ended_job_is_final() {
         let (r, journal) = record(16);
-        r.apply(|s| s.status = JobStatus::Completed);
+        r.apply_as(r.run(), |s| s.status = JobStatus::Completed);
         assert!(r.has_ended());
-        assert_eq!(r.apply(|s| s.progress = 50.0), None);
-        assert_eq!(r.log(line("late")), None);
+        assert_eq!(r.apply_as(r.run(), |s| s.progress = 50.0), None);
+        assert_eq!(r.log_as(r.run(), line("late")), None);
         journal.flush().await;
         assert!(r.ended_ms().is_some());
         assert_eq!(r.snapshot().expect("published").status, JobStatus::Completed);
@@ -771,7 +587,7 @@ mod tests {
         let size = JobEvent::log(Arc::new(line(&"x".repeat(100)))).size();
         let (r, journal) = record_with(RecordLimits { replay_bytes: 3 * size + size / 2, ..LIMITS });
         for _ in 0..10 {
-            r.log(line(&"x".repeat(100)));
+            r.log_as(r.run(), line(&"x".repeat(100)));
         }
         journal.flush().await;
         // Only the newest three lines fit: a cursor just before them catches up, an older one
@@ -783,7 +599,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<LogLine>(json).expect("its JSON"), **kept);
         // One event larger than the bound is still kept: the newest always is.
         let (one, journal) = record_with(RecordLimits { replay_bytes: 1, ..LIMITS });
-        one.apply(|s| s.progress = 1.0);
+        one.apply_as(one.run(), |s| s.progress = 1.0);
         journal.flush().await;
         assert_eq!(seqs(one.catch_up(1)), vec![2]);
     }
@@ -833,22 +649,86 @@ mod tests {
     async fn log_lines_past_the_bounds_are_dropped_and_counted() {
         let (r, journal) = record_with(RecordLimits { max_log_lines: 3, ..LIMITS });
         for i in 0..10 {
-            r.log(line(&format!("line {i}")));
+            r.log_as(r.run(), line(&format!("line {i}")));
         }
         assert_eq!(r.current().logs_dropped, 1, "the first drop is told at once");
         tokio::time::sleep(std::time::Duration::from_millis(DROP_REPORT_EVERY_MS)).await;
-        r.log(line("one more"));
+        r.log_as(r.run(), line("one more"));
         assert_eq!(r.current().logs_dropped, 8);
-        r.apply(|s| s.status = JobStatus::Completed);
+        r.apply_as(r.run(), |s| s.status = JobStatus::Completed);
         journal.flush().await;
         let (lines, dropped) = r.log_lines_after(0);
         assert_eq!(lines.len(), 3);
         assert_eq!(dropped, 8);
 
         let (bytes, journal) = record_with(RecordLimits { max_log_bytes: 10, ..LIMITS });
-        assert!(bytes.log(line("12345")).is_some());
-        assert!(bytes.log(line("123456")).is_some(), "the drop is told");
+        assert!(bytes.log_as(bytes.run(), line("12345")).is_some());
+        assert!(bytes.log_as(bytes.run(), line("123456")).is_some(), "the drop is told");
         journal.flush().await;
         assert_eq!(bytes.log_lines_after(0).0.len(), 1);
+    }
+
+    /// A record this instance held under lease 5, lost, and took back under lease 7 while the
+    /// first run was still inside its cancel grace.
+    async fn taken_back() -> (Arc<JobRecord>, Journal, u64, u64) {
+        let (r, journal) = record(16);
+        journal.flush().await;
+        r.admitted(5);
+        let first_run = r.begin_run();
+        assert_eq!(r.apply_as(first_run, |s| s.progress = 10.0), Some(2));
+        journal.flush().await;
+        assert!(r.lose(), "held until now");
+        assert!(!r.lose(), "lost once only");
+        let CatchUp::Events(kept) = r.catch_up(0) else { panic!("events") };
+        let mut row = r.first_event().0;
+        row.state = r.snapshot().expect("published");
+        let stored = (row, kept);
+        r.adopt(stored, 7, CancellationToken::new());
+        let second_run = r.begin_run();
+        (r, journal, first_run, second_run)
+    }
+
+    #[tokio::test]
+    async fn a_superseded_run_writes_nothing_not_even_its_end() {
+        let (r, journal, old, new) = taken_back().await;
+        assert_eq!(r.apply_as(old, |s| s.progress = 99.0), None, "the old run's report");
+        assert_eq!(r.log_as(old, line("old")), None, "the old run's log line");
+        r.save_checkpoint(old, serde_json::json!({"old": true}));
+        crate::jobs::runner::record_end(&r, old, crate::jobs::runner::Outcome::Cancelled, Default::default(), false);
+        assert!(!r.has_ended(), "the old run's end did not end the new run");
+        assert_eq!(r.checkpoint(), None);
+        assert_eq!(r.apply_as(new, |s| s.progress = 20.0), Some(3), "the new run goes on from the stored state");
+        journal.flush().await;
+        let state = r.snapshot().expect("published");
+        assert_eq!((state.seq, state.progress, state.status), (3, 20.0, JobStatus::Pending));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_an_old_lease_leaves_the_new_holder_alone() {
+        let (r, _journal, _old, new) = taken_back().await;
+        assert!(!Written::refused(&*r, 5), "writes under lease 5 were refused: lease 7 is not lost");
+        assert!(!r.is_mirror());
+        assert!(r.apply_as(new, |s| s.progress = 30.0).is_some());
+        assert!(Written::refused(&*r, 7), "the current lease's writes refused: it is lost");
+        assert!(r.is_mirror());
+        assert_eq!(r.apply_as(new, |s| s.progress = 40.0), None, "a mirror writes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_mirror_takes_in_what_the_store_appended_and_resets_over_a_trimmed_gap() {
+        let (held, journal) = progressed(16, 6).await;
+        let CatchUp::Events(all) = held.catch_up(0) else { panic!("events") };
+        let ctx = RecordContext { limits: LIMITS, journal: journal.clone(), clock: Clock::start() };
+        let mut first = held.first_event().0;
+        let JobEvent::State(pending, _) = &all[0] else { panic!("a state") };
+        first.state = pending.clone();
+        let mirror = JobRecord::mirror(first, all[..1].to_vec(), ctx, CancellationToken::new());
+        let newest = held.snapshot().expect("published");
+        mirror.absorb(all[1..4].to_vec(), Snapshot::clone(&newest));
+        assert_eq!(seqs(mirror.catch_up(0)), [1, 2, 3, 4], "what follows is taken in, in order");
+        // The store trimmed 5 and 6 away: the mirror starts over from the store's state.
+        mirror.absorb(Vec::new(), Snapshot::clone(&newest));
+        assert!(matches!(mirror.catch_up(4), CatchUp::Reset(s) if s.seq == 7));
+        assert_eq!(mirror.apply_as(mirror.run(), |s| s.progress = 1.0), None, "a mirror writes nothing");
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{Batch, JobRow, JobStore, LoadedJob, StoreError};
-use crate::jobs::JobEvent;
+use crate::jobs::event::JobEvent;
 use crate::model::JobId;
 
 /// Jobs kept in memory. One handle may be given to engine after engine (a test's "restart").
@@ -34,32 +34,28 @@ impl MemoryStore {
 }
 
 /// Checks a batch against what is kept before anything changes, so a refused batch changes
-/// nothing (a transaction).
-fn check(data: &Data, batch: &Batch) -> Result<(), StoreError> {
+/// nothing (a transaction). Returns the jobs whose writes are refused (see [`super::follows`]).
+fn check(data: &Data, batch: &Batch) -> Result<Vec<JobId>, StoreError> {
     for row in &batch.created {
         if data.jobs.contains_key(&row.id) {
             return Err(StoreError::Backend(format!("job {} exists already", row.id)));
         }
     }
+    let mut refused = Vec::new();
     for write in &batch.writes {
         let created = batch.created.iter().any(|r| r.id == write.id);
         if !created && !data.jobs.contains_key(&write.id) {
-            return Err(StoreError::Backend(format!("job {} is not kept", write.id)));
+            refused.push(write.id);
+            continue;
         }
-        let kept = data.events.get(&write.id);
-        let mut last = kept.and_then(|e| e.keys().next_back().copied()).unwrap_or(0);
-        for event in &write.events {
-            if event.seq() != last + 1 && !(last == 0 && created) {
-                return Err(StoreError::Backend(format!(
-                    "job {}: event {} does not follow event {last}",
-                    write.id,
-                    event.seq()
-                )));
-            }
-            last = event.seq();
+        let kept = data.events.get(&write.id).and_then(|e| e.keys().next_back().copied()).unwrap_or(0);
+        let in_order = write.events.windows(2).all(|pair| pair[1].seq() == pair[0].seq() + 1);
+        let follows = write.events.first().is_none_or(|first| super::follows(kept, first.seq(), write.forget_through));
+        if !(in_order && follows) {
+            refused.push(write.id);
         }
     }
-    Ok(())
+    Ok(refused)
 }
 
 impl JobStore for MemoryStore {
@@ -73,11 +69,11 @@ impl JobStore for MemoryStore {
 
     fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError> {
         let mut data = self.lock();
-        check(&data, batch)?;
+        let refused = check(&data, batch)?;
         for row in &batch.created {
             data.jobs.insert(row.id, row.clone());
         }
-        for write in &batch.writes {
+        for write in batch.writes.iter().filter(|w| !refused.contains(&w.id)) {
             let events = data.events.entry(write.id).or_default();
             for event in &write.events {
                 events.insert(event.seq(), event.clone());
@@ -105,7 +101,7 @@ impl JobStore for MemoryStore {
             data.jobs.remove(id);
             data.events.remove(id);
         }
-        Ok(Vec::new())
+        Ok(refused)
     }
 
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {

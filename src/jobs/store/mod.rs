@@ -12,8 +12,12 @@
 //! # The promises every backend keeps
 //! - One [`Batch`] is one transaction: all of it is kept, or none of it.
 //! - Sequence numbers are the engine's proposal and the store's to keep: a job's events are
-//!   appended in order, never renumbered, never twice (a second event with a kept number is an
-//!   error, not an overwrite).
+//!   appended in order, never renumbered, never twice. A write's first event follows the newest
+//!   kept one, or leaves out only events the same write forgets (`forget_through`): see
+//!   [`follows`].
+//! - A write that does not fit (a job not kept, events that do not follow, in a shared store a
+//!   lease that is not the job's) is refused alone: the store writes the rest of the batch and
+//!   names the refused jobs, so one job at fault never holds the others up.
 //! - The engine publishes an event only after the batch holding it was written (see
 //!   `journal`), so whatever a client was shown is in the store.
 //! - Times are wall-clock milliseconds since the Unix epoch.
@@ -29,7 +33,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::JobEvent;
+use super::event::JobEvent;
 use crate::model::{JobId, Snapshot};
 
 /// A job as the store keeps it.
@@ -172,6 +176,14 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Whether a write whose first event is `first` may follow the newest kept event `kept` (0:
+/// none yet) when it forgets everything up to `forget_through`: the next number, or a later one
+/// when all those in between are forgotten by the same write anyway (a batch that waited out
+/// a store outage keeps only what would be kept).
+pub fn follows(kept: u64, first: u64, forget_through: u64) -> bool {
+    first > kept && first <= kept.max(forget_through) + 1
+}
+
 /// Where the default SQLite file lives, relative to the working directory.
 pub const DEFAULT_SQLITE_PATH: &str = "data/sse-progress.db";
 
@@ -183,9 +195,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Whether what it keeps outlives this process (then a graceful stop leaves resumable
     /// jobs to continue at the next start instead of ending them).
     fn outlives_process(&self) -> bool;
-    /// Writes a batch in one transaction. Returns the jobs whose writes a shared store refused
-    /// because another instance took them over (fenced: nothing of theirs was written, the rest
-    /// of the batch was); always empty for a store one process owns.
+    /// Writes a batch in one transaction. Returns the jobs whose writes it refused (nothing of
+    /// theirs was written, the rest of the batch was): a job it does not keep, events that do
+    /// not follow the kept ones, and in a shared store a lease another instance took over.
     fn write(&self, batch: &Batch) -> Result<Vec<JobId>, StoreError>;
     /// Every kept job with its kept events (at start-up).
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError>;

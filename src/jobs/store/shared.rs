@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use super::{JobRow, LoadedJob, StoreError};
-use crate::jobs::JobEvent;
+use crate::jobs::event::JobEvent;
 use crate::model::{JobId, JobStatus, Snapshot};
 
 /// A fencing token: each new holder of a job gets a larger one; 0 is "no lease".

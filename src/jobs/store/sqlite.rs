@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 
 use super::{Batch, JobRow, JobStore, LoadedJob, StoreError};
-use crate::jobs::JobEvent;
+use crate::jobs::event::JobEvent;
 use crate::model::{JobId, Snapshot};
 
 /// Marks the file as ours (`PRAGMA application_id`): "sspr".
@@ -283,13 +283,16 @@ fn row_due(rows: &HashMap<JobId, RowStamp>, id: JobId, state: &Snapshot) -> bool
 /// running); the `+` leaves the plan (a primary-key search) as it was.
 const LAST_KEPT_SEQ: &str = "SELECT max(seq) FROM events WHERE job = +?1";
 
-/// Writes `batch`; returns the row stamps it changed (`None`: forget the job's stamp), for the
-/// caller to apply once the transaction has committed.
+/// What a batch did: the row stamps it changed (`None`: forget the job's stamp), for the
+/// caller to apply once the transaction has committed, and the jobs whose writes it refused.
+type Written = (Vec<(JobId, Option<RowStamp>)>, Vec<JobId>);
+
+/// Writes `batch` (see [`Written`]).
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
     batch: &Batch,
     rows: &HashMap<JobId, RowStamp>,
-) -> Result<Vec<(JobId, Option<RowStamp>)>, rusqlite::Error> {
+) -> Result<Written, rusqlite::Error> {
     let mut stamps = Vec::new();
     for row in &batch.created {
         tx.prepare_cached(
@@ -309,6 +312,7 @@ fn write_batch(
             row.state.created,
         ])?;
     }
+    let mut refused = Vec::new();
     for write in &batch.writes {
         let id = write.id.to_string();
         if let Some(first) = write.events.first() {
@@ -318,10 +322,11 @@ fn write_batch(
             } else {
                 tx.prepare_cached(LAST_KEPT_SEQ)?.query_row([&id], |r| r.get::<_, Option<u64>>(0)).optional()?.flatten()
             };
-            if kept.is_some_and(|kept| first.seq() != kept + 1) {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    format!("job {id}: event {} does not follow the kept events", first.seq()).into(),
-                ));
+            // A job not kept (no events), or events that do not follow the kept ones: this
+            // job's writes are refused, the rest of the batch is written.
+            if !kept.is_some_and(|kept| super::follows(kept, first.seq(), write.forget_through)) {
+                refused.push(write.id);
+                continue;
             }
         }
         let mut insert = tx.prepare_cached("INSERT INTO events (job, seq, log, data) VALUES (?1, ?2, ?3, ?4)")?;
@@ -357,7 +362,7 @@ fn write_batch(
         tx.prepare_cached("DELETE FROM events WHERE job = ?1")?.execute([&id])?;
         tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute([&id])?;
     }
-    Ok(stamps)
+    Ok((stamps, refused))
 }
 
 /// A row's state brought up to date from the job's kept events: a running job's row is only
@@ -404,7 +409,7 @@ impl JobStore for SqliteStore {
         let mut writer = self.lock();
         let Writer { conn, rows } = &mut *writer;
         let tx = conn.transaction().map_err(|e| self.err(&e))?;
-        let stamps = write_batch(&tx, batch, rows).map_err(|e| self.err(&e))?;
+        let (stamps, refused) = write_batch(&tx, batch, rows).map_err(|e| self.err(&e))?;
         tx.commit().map_err(|e| self.err(&e))?;
         for (id, stamp) in stamps {
             match stamp {
@@ -412,7 +417,7 @@ impl JobStore for SqliteStore {
                 None => rows.remove(&id),
             };
         }
-        Ok(Vec::new())
+        Ok(refused)
     }
 
     fn load(&self) -> Result<Vec<LoadedJob>, StoreError> {

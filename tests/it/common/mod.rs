@@ -6,6 +6,7 @@ pub mod client;
 pub mod disk;
 pub mod faults;
 pub mod process;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

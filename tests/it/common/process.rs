@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub use super::redis::RedisProcess;
+
 /// A running server process.
 pub struct ServerProcess {
     pub child: Child,
@@ -122,95 +124,4 @@ impl ServerProcess {
 /// `sqlite:` and the path of `jobs.db` inside `dir`.
 pub fn sqlite_store(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("jobs.db").display())
-}
-
-/// A `redis-server` of the test's own on a free port, without persistence, stopped when
-/// dropped.
-pub struct RedisProcess {
-    child: std::process::Child,
-    pub url: String,
-}
-
-impl RedisProcess {
-    /// Starts it and waits (at most 10 s) until it answers.
-    pub async fn start() -> Self {
-        Self::on_a_free_port(&["--save", "", "--appendonly", "no"]).await
-    }
-
-    /// Starts one that keeps every write in an append-only file in `dir` (fsync'd at each
-    /// write), on `port` (0: a free one): started again on the same `dir` and port, it has
-    /// everything back.
-    pub async fn start_durable(dir: &Path, port: u16) -> Self {
-        let dir = dir.display().to_string();
-        let persistence = ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", &dir];
-        match port {
-            0 => Self::on_a_free_port(&persistence).await,
-            port => Self::spawn(port, &persistence).await.unwrap_or_else(|why| panic!("{why}")),
-        }
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.split('/').next()).and_then(|p| p.parse().ok()).expect("a port")
-    }
-
-    /// On a port that was free a moment ago: another process (a parallel test's) may take it
-    /// first, and then this one tries another.
-    async fn on_a_free_port(args: &[&str]) -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port =
-                std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-            match Self::spawn(port, args).await {
-                Ok(redis) => return redis,
-                Err(why) => last = why,
-            }
-        }
-        panic!("{last}, five times")
-    }
-
-    async fn spawn(port: u16, args: &[&str]) -> Result<Self, String> {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (scripts/setup installs it)");
-        let mut redis = Self { child, url: format!("redis://127.0.0.1:{port}/0") };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        // A PING answered, not only a connection accepted: a connection to a port nobody
-        // listens on can succeed by connecting to itself (the port is in the range the client
-        // side's own ports come from), and another process may hold the port.
-        while !answers_ping(port).await {
-            if let Ok(Some(status)) = redis.child.try_wait() {
-                return Err(format!("redis-server on port {port} exited at start ({status}); is the port taken?"));
-            }
-            assert!(tokio::time::Instant::now() < deadline, "redis-server did not answer within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if let Ok(Some(status)) = redis.child.try_wait() {
-            return Err(format!("redis-server on port {port} exited ({status}); another one answered there"));
-        }
-        Ok(redis)
-    }
-}
-
-/// Whether a Redis server answers `PING` on `port`.
-async fn answers_ping(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    if tcp.write_all(b"PING\r\n").await.is_err() {
-        return false;
-    }
-    let mut answer = [0u8; 7];
-    let read = tokio::time::timeout(Duration::from_secs(1), tcp.read_exact(&mut answer)).await;
-    matches!(read, Ok(Ok(_))) && &answer == b"+PONG\r\n"
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

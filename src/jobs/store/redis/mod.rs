@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use self::scripts::Scripts;
 use super::shared::SharedStore;
 use super::{Batch, JobRow, JobStore, LoadedJob, StoreError};
-use crate::jobs::JobEvent;
+use crate::jobs::event::JobEvent;
 use crate::model::{JobId, Snapshot};
 
 /// Every key starts with this.

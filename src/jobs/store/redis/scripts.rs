@@ -59,7 +59,7 @@ end
 ";
 
 /// Applies one batch (ARGV[2], JSON): checks, then writes. Writes of jobs that are gone, held
-/// under another lease, or whose events do not follow the kept ones are skipped (fenced) and
+/// under another lease, or whose events do not follow the kept ones are skipped (refused) and
 /// their ids returned; the rest is written.
 const WRITE_BATCH: &str = r"
 local b = cjson.decode(ARGV[2])
@@ -84,12 +84,11 @@ for _, w in ipairs(b.writes) do
       local last = redis.call('XREVRANGE', p .. 'events:' .. w.id, '+', '-', 'COUNT', 1)
       if #last > 0 then kept = tonumber(string.match(last[1][1], '^(%d+)')) end
     end
-    if tonumber(w.events[1][1]) ~= kept + 1 then
-      if created[w.id] then
-        return redis.error_reply('job ' .. w.id .. ': event ' .. w.events[1][1] .. ' does not follow event ' .. kept)
-      end
-      -- Not the next number: written by a holder that lost the job. Refused like a stale lease,
-      -- so the rest of the batch (and every later one) is not held up by it.
+    -- The next number, or a later one when the write forgets all those in between anyway
+    -- (store::follows). Otherwise written by a holder that lost the job, or not kept: refused
+    -- like a stale lease, so the rest of the batch (and every later one) is not held up by it.
+    local first = tonumber(w.events[1][1])
+    if first <= kept or first > math.max(kept, tonumber(w.forget_through)) + 1 then
       skip[w.id] = true
       table.insert(fenced, w.id)
     end

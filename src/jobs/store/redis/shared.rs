@@ -264,9 +264,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::jobs::event::JobEvent;
     use crate::jobs::store::{Batch, JobWrite};
     use crate::jobs::tests::redis;
-    use crate::jobs::JobEvent;
 
     fn bounds(max_running: usize, max_queued: usize, lease: Duration) -> Bounds {
         Bounds { max_running, max_queued, max_active_per_owner: 2, max_jobs: 100, lease }
