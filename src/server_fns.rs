@@ -100,7 +100,14 @@ pub async fn job_snapshot(id: String) -> Result<Option<JobPageData>, ServerFnErr
 #[server(endpoint = "my_jobs")]
 pub async fn my_jobs() -> Result<Vec<Snapshot>, ServerFnError> {
     let owner = owner()?;
-    Ok(engine()?.jobs_of(&owner.key).await.iter().map(|s| Snapshot::clone(s)).collect())
+    let jobs = engine()?.jobs_of(&owner.key).await.map_err(|error| {
+        let error = crate::server::error::AppError::from(error);
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(error.status());
+        }
+        ServerFnError::new(error.to_string())
+    })?;
+    Ok(jobs.iter().map(|s| Snapshot::clone(s)).collect())
 }
 
 /// The kinds a person may start.

@@ -349,9 +349,10 @@ impl Inner {
         Some(Arc::new(waiting))
     }
 
-    /// The jobs `owner` has, newest first.
-    pub(crate) async fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
-        let ids = self.coord.owner_jobs(owner).await.unwrap_or_default();
+    /// The jobs `owner` has, newest first; `Err` when the store cannot list them (a partial
+    /// list would read as jobs gone).
+    pub(crate) async fn jobs_of(&self, owner: &str) -> Result<Vec<Arc<Snapshot>>, StoreError> {
+        let ids = self.coord.owner_jobs(owner).await?;
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             match self.find(id).await {
@@ -361,7 +362,7 @@ impl Inner {
             }
         }
         jobs.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-        jobs
+        Ok(jobs)
     }
 
     /// Asks a job to stop (see [`JobEngine::cancel`](super::JobEngine::cancel)).
@@ -446,18 +447,18 @@ impl Inner {
             return;
         }
         let Some(inner) = self.arc() else { return };
-        let run = record.begin_run();
+        let (run, lease) = (record.begin_run(), record.lease());
         let record = record.clone();
         let prepared = match self.kinds.prepare(&record.kind, record.params.clone()) {
             Some(Ok(prepared)) => prepared,
             Some(Err(reason)) => {
                 let outcome = Outcome::Failed(format!("its params are no longer accepted: {reason}"));
-                self.tasks.spawn(async move { inner.run_ended(&record, run, outcome, Duration::ZERO).await });
+                self.tasks.spawn(async move { inner.run_ended(&record, (run, lease), outcome, Duration::ZERO).await });
                 return;
             }
             None => {
                 let outcome = Outcome::Failed(format!("this server no longer knows the job kind {:?}", record.kind));
-                self.tasks.spawn(async move { inner.run_ended(&record, run, outcome, Duration::ZERO).await });
+                self.tasks.spawn(async move { inner.run_ended(&record, (run, lease), outcome, Duration::ZERO).await });
                 return;
             }
         };
@@ -494,19 +495,27 @@ impl Inner {
                 run_to_end(&record, Box::pin(job), inner.config.cancel_grace, move || stopping.is_cancelled()).await
             };
             let took = Duration::from_millis(inner.clock.now_ms().saturating_sub(started));
-            inner.run_ended(&record, run, outcome, took).await;
+            inner.run_ended(&record, (run, lease), outcome, took).await;
         });
     }
 
-    /// Run `run` of a job ended with `outcome`: records it, waits until the store has it (the
-    /// lease is held until then, so no other instance runs a finished job again), and frees
-    /// the slot for the next waiting job.
-    async fn run_ended(self: Arc<Self>, record: &Arc<JobRecord>, run: u64, outcome: Outcome, took: Duration) {
+    /// Run `run` of a job, under `lease`, ended with `outcome`: records it and frees the slot
+    /// for the next waiting job. With a lease, only once the store has the end: the lease is
+    /// held until then, so no other instance runs a finished job again.
+    async fn run_ended(
+        self: Arc<Self>,
+        record: &Arc<JobRecord>,
+        (run, lease): (u64, u64),
+        outcome: Outcome,
+        took: Duration,
+    ) {
         let pause = self.store.outlives_process() && self.kinds.is_resumable(&record.kind);
         record_end(record, run, outcome, took, pause);
-        self.journal.flush().await;
+        if lease != 0 {
+            self.journal.flush().await;
+        }
         let give_back = record.has_ended() || record.is_mirror();
-        if let Some(next) = self.coord.run_over(record.id, give_back) {
+        if let Some(next) = self.coord.run_over(record.id, lease, give_back) {
             self.launch(next, false);
         }
     }
@@ -554,7 +563,7 @@ impl Host for Inner {
                 if let Some(inner) = self.arc() {
                     self.tasks.spawn(async move {
                         inner.journal.flush().await;
-                        inner.coord.run_over(id, true);
+                        inner.coord.run_over(id, token, true);
                     });
                 }
             }
@@ -566,7 +575,7 @@ impl Host for Inner {
         match self.table.get(id) {
             Some(record) => self.launch_record(&record, resumed),
             None => {
-                if let Some(next) = self.coord.run_over(id, true) {
+                if let Some(next) = self.coord.run_over(id, 0, true) {
                     self.launch(next, false);
                 }
             }

@@ -115,8 +115,8 @@ impl JobEngine {
     }
 
     /// The jobs `owner` has (started with [`start_for`](Self::start_for) and still kept), newest
-    /// first.
-    pub async fn jobs_of(&self, owner: &str) -> Vec<Arc<Snapshot>> {
+    /// first; `Err` when the store cannot list them now.
+    pub async fn jobs_of(&self, owner: &str) -> Result<Vec<Arc<Snapshot>>, StoreError> {
         self.inner.jobs_of(owner).await
     }
 

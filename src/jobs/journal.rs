@@ -316,15 +316,9 @@ async fn write_until_stored(
                 *health.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
-                // What came meanwhile joins the batch (coalesced per job, see `add_event`).
-                let mut more = Vec::new();
+                // Everything that came meanwhile joins the batch, coalesced per job (see
+                // `add_event`): the channel never holds more than one pause's worth.
                 while let Ok(entry) = rx.try_recv() {
-                    more.push(entry);
-                    if more.len() >= MAX_BATCH {
-                        break;
-                    }
-                }
-                for entry in more {
                     assembly.add(entry);
                 }
             }

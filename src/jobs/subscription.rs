@@ -127,6 +127,11 @@ impl Subscription {
                     self.buffered.extend(events);
                     self.synced = true;
                 }
+                CatchUp::Last(events) => {
+                    // Handed out before the end: the buffer is emptied before `finished` is read.
+                    self.buffered.extend(events);
+                    self.finished = true;
+                }
                 CatchUp::Reset(state) => {
                     self.cursor = state.seq;
                     self.counters.events_delivered.fetch_add(1, Ordering::Relaxed);

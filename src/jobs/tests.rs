@@ -437,7 +437,7 @@ async fn the_owner_limit_holds_exactly_under_concurrent_starts(b: Backend) {
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(accepted, 5);
     assert!(results.iter().all(|r| r.is_ok() || *r == Err(StartError::OwnerLimit { limit: 5 })));
-    assert_eq!(engine.jobs_of("owner-a").await.len(), 5);
+    assert_eq!(engine.jobs_of("owner-a").await.expect("the store answers").len(), 5);
     engine.start_for(Some("owner-b"), "ticker", long).await.expect("another owner is not limited by a");
 }
 
@@ -450,7 +450,7 @@ async fn an_owner_is_told_of_its_own_new_jobs_only(b: Backend) {
     let mine =
         engine.start_for(Some("owner-a"), "ticker", json!({"steps": 1, "interval_ms": 0})).await.expect("starts");
     assert!(feed.has_changed());
-    let listed: Vec<JobId> = engine.jobs_of("owner-a").await.iter().map(|s| s.id).collect();
+    let listed: Vec<JobId> = engine.jobs_of("owner-a").await.expect("the store answers").iter().map(|s| s.id).collect();
     assert_eq!(listed, vec![mine]);
 }
 
@@ -594,10 +594,11 @@ async fn a_job_whose_writes_the_store_refuses_holds_no_other_job_up() {
     .expect("the other job is not held up");
     assert_eq!(events(&seen).last().map(|s| s.status), Some(JobStatus::Completed));
     assert!(engine.ready().await.is_ok(), "the store takes every other write: {:?}", engine.ready().await);
-    // The doomed job stopped where the store refused it: its code was told to stop.
-    let stuck = engine.snapshot(doomed).await.expect("the store answers").expect("kept").seq;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(engine.snapshot(doomed).await.expect("the store answers").expect("kept").seq, stuck);
+    // The doomed job ended where the store refused it: its code was told to stop, its
+    // followers' streams end, and it holds no place in any bound.
+    let followed = engine.subscribe(doomed, None).await.expect("the store answers").expect("kept");
+    tokio::time::timeout(Duration::from_secs(10), collect(followed)).await.expect("its stream ends");
+    assert!(matches!(engine.cancel(doomed).await.expect("the store answers"), Some(CancelOutcome::AlreadyEnded(_))));
 }
 
 /// Runs each named behaviour test against every store: `memory_store::name`,

@@ -194,6 +194,7 @@ pub async fn start_job(
         (status = 200, description = "The job's state", body = JobResource,
             headers(("Retry-After" = u64, description = "Seconds until it is worth asking again; only while the job has not ended"))),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_job(
     State(engine): State<JobEngine>,
@@ -214,6 +215,7 @@ pub async fn get_job(
     responses(
         (status = 200, description = "The result", body = JobResult),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not ready yet (see Retry-After), or the job failed or was cancelled", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_result(
@@ -266,6 +268,7 @@ pub struct JobLogs {
         (status = 200, description = "The lines", body = JobLogs),
         (status = 400, description = "`after` is not a whole number", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_logs(
     State(engine): State<JobEngine>,
@@ -291,6 +294,7 @@ pub async fn get_logs(
         (status = 202, description = "The running job was told to stop", body = CancelResponse),
         (status = 200, description = "The job has ended: it was waiting and is now cancelled, or it had already ended and nothing changed", body = CancelResponse),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel_job(
     State(engine): State<JobEngine>,

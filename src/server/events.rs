@@ -70,6 +70,7 @@ pub fn resume_point(headers: &HeaderMap, query: &EventsQuery) -> Result<Option<u
         (status = 204, description = "The job ended and the resume point is at or past its terminal event: nothing more will come (an EventSource stops reconnecting)"),
         (status = 400, description = "A resume point that is not a sequence number", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn job_events(
     State(engine): State<JobEngine>,

@@ -130,7 +130,14 @@ impl Feed {
     /// Follows every job of the owner not followed yet from its first event: they were
     /// started after the feed opened.
     async fn follow_new(&mut self) {
-        let jobs = self.engine.jobs_of(&self.owner).await;
+        let jobs = match self.engine.jobs_of(&self.owner).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                // Tried again at the owner's next start; what is followed goes on meanwhile.
+                tracing::warn!(%error, "could not list the owner's jobs for its feed");
+                return;
+            }
+        };
         let kept: HashSet<JobId> = jobs.iter().map(|state| state.id).collect();
         self.known.retain(|job| kept.contains(job));
         for state in jobs {
@@ -156,6 +163,7 @@ impl Feed {
     responses(
         (status = 200, description = "The events of all the owner's jobs; each `data:` names its job", content_type = "text/event-stream", body = String),
         (status = 400, description = "`after` is not a list of JOB:SEQ", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job store is not answering (a shared store); see Retry-After", body = super::error::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn owner_events(
     State(engine): State<JobEngine>,
@@ -173,7 +181,7 @@ pub async fn owner_events(
         started,
         known: HashSet::new(),
     };
-    for state in engine.jobs_of(&owner.key).await {
+    for state in engine.jobs_of(&owner.key).await? {
         feed.follow(state.id, cursors.get(&state.id).copied().unwrap_or(u64::MAX)).await;
     }
     let events = futures::stream::unfold(feed, |mut feed| async move { Some((feed.next().await?, feed)) });

@@ -105,7 +105,7 @@ impl Coordinator for Local {
 
     fn hold(&self, _id: JobId, _token: Token) {}
 
-    fn run_over(&self, _id: JobId, _give_back: bool) -> Option<JobId> {
+    fn run_over(&self, _id: JobId, _lease: Token, _give_back: bool) -> Option<JobId> {
         self.scheduler.release()
     }
 

@@ -98,11 +98,12 @@ pub(crate) trait Coordinator: Send + Sync + 'static {
     fn cancel_elsewhere(&self, id: JobId) -> Call<CancelReply>;
     /// This instance runs `id` under `token` from now on.
     fn hold(&self, id: JobId, token: Token);
-    /// A run of `id` is over, and everything it wrote is stored: its slot goes, and with
-    /// `give_back` its lease too (it ended, or another instance took it over; a run a stop
-    /// paused at its checkpoint keeps its lease until [`release_all`](Self::release_all)).
-    /// Returns the next waiting job to run here.
-    fn run_over(&self, id: JobId, give_back: bool) -> Option<JobId>;
+    /// A run of `id` under `lease` is over (with a lease, once everything it wrote is stored):
+    /// its slot goes, and with `give_back` its lease too, unless the job is held under another
+    /// lease by now (it ended, or another instance took it over; a run a stop paused at its
+    /// checkpoint keeps its lease until [`release_all`](Self::release_all)). Returns the next
+    /// waiting job to run here.
+    fn run_over(&self, id: JobId, lease: Token, give_back: bool) -> Option<JobId>;
     /// Forgets ended jobs whose retention passed: those that ended by `ended_by` (ms); `swept`
     /// are the ones this process held. Returns how many were forgotten.
     fn expire(&self, ended_by: u64, swept: Vec<JobId>) -> Call<usize>;

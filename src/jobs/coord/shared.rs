@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
@@ -72,6 +72,8 @@ struct State {
     blind_at: Mutex<Option<Instant>>,
     /// Jobs whose lease had expired, taken when the engine opened, until [`Coordinator::begin`].
     reaped: Mutex<Vec<Claimed>>,
+    /// The engine, from [`Coordinator::begin`] on.
+    host: OnceLock<Weak<dyn Host>>,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
                 store_errors: AtomicU64::new(0),
                 blind_at: Mutex::new(None),
                 reaped: Mutex::new(reaped),
+                host: OnceLock::new(),
             }),
         }
     }
@@ -277,15 +280,11 @@ impl Coordinator for Shared {
         let (state, key) = (self.state.clone(), owner.to_string());
         async move {
             let store = state.store.clone();
-            let owner = key.clone();
-            match blocking(move || store.owner_jobs(&owner)).await {
-                Ok(ids) => Ok(ids),
-                Err(error) => {
-                    state.failed();
-                    tracing::warn!(%error, "could not list an owner's jobs in the store; showing those known here");
-                    Ok(state.table.of_owner(&key).iter().map(|r| r.id).collect())
-                }
+            let listed = blocking(move || store.owner_jobs(&key)).await;
+            if listed.is_err() {
+                state.failed();
             }
+            listed
         }
         .boxed()
     }
@@ -317,9 +316,15 @@ impl Coordinator for Shared {
         self.state.held().insert(id, token);
     }
 
-    fn run_over(&self, id: JobId, give_back: bool) -> Option<JobId> {
+    fn run_over(&self, id: JobId, lease: Token, give_back: bool) -> Option<JobId> {
         if give_back {
-            self.state.unhold(id);
+            // Only this run's lease: the job may be held again under a newer one by now.
+            let mut held = self.state.held();
+            if held.get(&id) == Some(&lease) {
+                held.remove(&id);
+            }
+            drop(held);
+            self.state.wake.notify_one();
         }
         // Waiting jobs are claimed by the claimer, which the freed lease woke.
         None
@@ -354,6 +359,7 @@ impl Coordinator for Shared {
     }
 
     fn begin(&self, host: Weak<dyn Host>) -> usize {
+        let _ = self.state.host.set(host.clone());
         let reaped = std::mem::take(&mut *self.state.reaped.lock().unwrap_or_else(PoisonError::into_inner));
         let count = reaped.len();
         if let Some(engine) = host.upgrade() {
@@ -397,13 +403,24 @@ impl State {
     /// got is given back at once, so whoever takes it over ends it cancelled.
     async fn withdraw_late(self: Arc<Self>, id: JobId, admitted: store::Admitted) {
         let (store, instance, bounds) = (self.store.clone(), self.instance.clone(), self.bounds);
-        let cancelled = blocking(move || store.request_cancel(&instance, id, &bounds)).await;
-        if let Err(error) = &cancelled {
-            tracing::warn!(%id, %error, "could not cancel a job admitted after its start gave up");
+        let mut give_back = Vec::new();
+        match blocking(move || store.request_cancel(&instance, id, &bounds)).await {
+            // It waited: this instance holds it now, to end it cancelled (and give it back).
+            Ok(CancelReply::Claimed(claimed)) => match self.host.get().and_then(Weak::upgrade) {
+                Some(engine) => {
+                    engine.take(claimed);
+                }
+                None => give_back.push((id, claimed.token)),
+            },
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%id, %error, "could not cancel a job admitted after its start gave up"),
         }
         if let store::Admitted::Run(token) = admitted {
+            give_back.push((id, token));
+        }
+        if !give_back.is_empty() {
             let store = self.store.clone();
-            let _ = blocking(move || store.release(&[(id, token)])).await;
+            let _ = blocking(move || store.release(&give_back)).await;
         }
         self.wake.notify_one();
     }

@@ -242,6 +242,25 @@ impl JobRecord {
         true
     }
 
+    /// The store will take nothing more of this job and no one else holds it: its code stops,
+    /// it counts as ended (it holds no place in any bound), and its subscribers end where they
+    /// are. Whether it was going on until now.
+    fn give_up(&self) -> bool {
+        {
+            let mut state = self.lock();
+            if state.forgotten {
+                return false;
+            }
+            self.run.fetch_add(1, Ordering::Relaxed);
+            state.rewind_to_published();
+            state.forgotten = true;
+            state.ended_ms.get_or_insert_with(|| self.ctx.clock.now_ms());
+        }
+        self.cancel_token().cancel();
+        self.seq_tx.send_modify(|_| {});
+        true
+    }
+
     /// For a mirror: `events` were appended in the store (its newest `state` for when they do
     /// not follow on what the record has, because the store trimmed the ones between). Shows
     /// them; subscribers whose point fell out of the log get a reset.
@@ -477,7 +496,15 @@ impl Written for JobRecord {
     fn refused(&self, lease: u64) -> bool {
         // Only the lease the refused writes were made under is lost: a record that was taken
         // back since (a newer lease) keeps it.
-        lease == self.lease() && self.lose()
+        if lease != self.lease() {
+            return false;
+        }
+        if lease == 0 {
+            // A store one process owns refused it (it does not keep the job as this record
+            // thinks): nobody else will write it either. It ends where it was shown.
+            return self.give_up();
+        }
+        self.lose()
     }
 }
 

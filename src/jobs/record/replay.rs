@@ -16,6 +16,9 @@ use crate::model::{JobStatus, LogLine, Snapshot};
 pub(crate) enum CatchUp {
     /// The published events after the cursor, oldest first.
     Events(Vec<JobEvent>),
+    /// The last events there will be: the job is forgotten (or given up) without a terminal
+    /// event, so nothing follows these.
+    Last(Vec<JobEvent>),
     /// The cursor is not in the log any more (or never was): here is the whole state, whose
     /// `seq` is the newest published event's.
     Reset(Arc<Snapshot>),
@@ -143,7 +146,11 @@ impl RecordState {
             return CatchUp::Reset(published.clone());
         }
         let skip = usize::try_from(cursor + 1 - oldest).unwrap_or(usize::MAX);
-        CatchUp::Events(self.log.iter().skip(skip).take_while(|e| e.seq() <= newest).cloned().collect())
+        let events = self.log.iter().skip(skip).take_while(|e| e.seq() <= newest).cloned().collect();
+        if self.forgotten {
+            return CatchUp::Last(events);
+        }
+        CatchUp::Events(events)
     }
 
     /// The published log lines still kept after sequence `after`, and how many were dropped.

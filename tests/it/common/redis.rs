@@ -72,32 +72,35 @@ impl RedisProcess {
             .expect("redis-server runs (scripts/setup installs it)");
         let mut redis = Self { child, url: format!("redis://127.0.0.1:{port}/0") };
         let deadline = Instant::now() + Duration::from_secs(10);
-        // A PING answered, not only a connection accepted: a connection to a port nobody
-        // listens on can succeed by connecting to itself (the port is in the range the client
-        // side's own ports come from), and another process may hold the port.
-        while !answers_ping(port) {
+        // This very process answering, not only a connection accepted: a connection to a port
+        // nobody listens on can succeed by connecting to itself (the port is in the range the
+        // client side's own ports come from), and another test's server may hold the port.
+        let pid = redis.child.id();
+        while server_pid(port) != Some(pid) {
             if let Ok(Some(status)) = redis.child.try_wait() {
                 return Err(format!("redis-server on port {port} exited at start ({status}); is the port taken?"));
             }
             assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Ok(Some(status)) = redis.child.try_wait() {
-            return Err(format!("redis-server on port {port} exited ({status}); another one answered there"));
-        }
         Ok(redis)
     }
 }
 
-/// Whether a Redis server answers `PING` on `port`.
-fn answers_ping(port: u16) -> bool {
-    let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
-    if tcp.write_all(b"PING\r\n").is_err() {
-        return false;
+/// The process id of the Redis server answering on `port` (from `INFO server`), if one does.
+fn server_pid(port: u16) -> Option<u32> {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    tcp.write_all(b"INFO server\r\n").ok()?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // A bulk reply: `$LEN`, then the text, which names `process_id:` well before its end.
+    while !String::from_utf8_lossy(&answer).contains("\r\nrun_id:") {
+        let read = tcp.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        answer.extend_from_slice(&chunk[..read]);
     }
-    let mut answer = [0u8; 7];
-    tcp.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().find_map(|line| line.strip_prefix("process_id:")).and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisProcess {

@@ -87,8 +87,12 @@ for _, w in ipairs(b.writes) do
     -- The next number, or a later one when the write forgets all those in between anyway
     -- (store::follows). Otherwise written by a holder that lost the job, or not kept: refused
     -- like a stale lease, so the rest of the batch (and every later one) is not held up by it.
-    local first = tonumber(w.events[1][1])
-    if first <= kept or first > math.max(kept, tonumber(w.forget_through)) + 1 then
+    local first, last = tonumber(w.events[1][1]), tonumber(w.events[#w.events][1])
+    if last <= kept and not created[w.id] then
+      -- Every event is kept already, under this lease: a batch written once whose answer was
+      -- lost, tried again. It is done, not refused.
+      skip[w.id] = true
+    elseif first <= kept or first > math.max(kept, tonumber(w.forget_through)) + 1 then
       skip[w.id] = true
       table.insert(fenced, w.id)
     end
