@@ -1,4 +1,7 @@
 //! `use_sse_progress`: one job's live state as Leptos signals, fed by its event stream.
+//!
+//! Over 450 lines on purpose: the hook, its options and its return are one public surface
+//! (leptos-use keeps a hook in one file), and most of it is their documentation.
 
 use std::time::Duration;
 

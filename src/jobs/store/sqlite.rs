@@ -6,6 +6,9 @@
 //! One process owns the file at a time: it holds an advisory lock on `PATH.lock` (with its pid
 //! in it) for as long as it runs, and a second process is refused at start-up. Readers such as
 //! the `sqlite3` shell (`.backup`) are not blocked.
+//!
+//! Over 450 lines on purpose: the schema, the writer and its classified errors, loading, and the
+//! tests that pin the prepared-once statements belong to one file a backend author reads whole.
 
 use std::collections::HashMap;
 use std::fs::File;
